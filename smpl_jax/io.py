@@ -201,13 +201,21 @@ def read_model_arrays(path):
         raise ModelFileError(f"{path}: no such file. Pass the path of an SMPL model (.pkl or .npz), "
                              "or use smpl_jax.load('open') for the bundled open body.")
     reader = _read_npz if path.endswith(".npz") else _read_pkl
-    raw = {_ALIASES.get(k, k): v for k, v in reader(path).items()}
+    return normalize_arrays(reader(path), path)
+
+
+def normalize_arrays(raw, source="arrays"):
+    """Map official key names (f, kintree_table) to ours, check keys and shapes, fix dtypes.
+
+    raw: dict of array-likes. source: the file name (or a description) used in error messages.
+    """
+    raw = {_ALIASES.get(k, k): v for k, v in raw.items()}
     missing = [k for k in REQUIRED_KEYS if k not in raw]
     if missing:
-        raise ModelFileError(f"{path}: not an SMPL model file: missing key(s) {missing} "
+        raise ModelFileError(f"{source}: not an SMPL model file: missing key(s) {missing} "
                              f"(found {sorted(raw)[:12]})")
-    arrays = {k: raw[k] for k in REQUIRED_KEYS + OPTIONAL_KEYS if k in raw}
-    arrays["parents"] = _parents_from(arrays["parents"], path)
+    arrays = {k: raw[k] for k in REQUIRED_KEYS + OPTIONAL_KEYS if raw.get(k) is not None}
+    arrays["parents"] = _parents_from(arrays["parents"], source)
     for key in ("faces", "keypoint_vertex_ids", "part_labels"):
         if key in arrays:
             arrays[key] = np.asarray(arrays[key]).astype(np.int32)
@@ -217,7 +225,7 @@ def read_model_arrays(path):
             arrays[key] = np.asarray(arrays[key], dtype=np.float64)
     if "joint_names" in arrays:
         arrays["joint_names"] = np.asarray(arrays["joint_names"]).astype(str)
-    _check_shapes(arrays, path)
+    _check_shapes(arrays, source)
     return arrays
 
 

@@ -32,12 +32,15 @@ def random_smpl_arrays(seed=0, num_vertices=6890, num_betas=10, num_faces=None):
     num_faces = num_faces or 2 * v - 4
     faces = np.stack([rng.choice(v, size=3, replace=False) for _ in range(num_faces)]).astype(np.uint32)
     kintree = np.stack([np.array(SMPL_PARENTS, dtype=np.int64) % (2 ** 32), np.arange(24)]).astype(np.uint32)
+    # Values exactly representable in float32: smplx stores its buffers through float32 even in float64 mode,
+    # so float64 parity at 1e-9 needs the data itself to agree.
+    f32 = lambda x: x.astype(np.float32).astype(np.float64)  # noqa: E731
     return {
-        "v_template": template,
-        "shapedirs": rng.normal(0, 0.02, (v, 3, num_betas)),
-        "posedirs": rng.normal(0, 0.01, (v, 3, 207)),
-        "J_regressor": j_reg,
-        "weights": weights,
+        "v_template": f32(template),
+        "shapedirs": f32(rng.normal(0, 0.02, (v, 3, num_betas))),
+        "posedirs": f32(rng.normal(0, 0.01, (v, 3, 207))),
+        "J_regressor": f32(j_reg),
+        "weights": f32(weights),
         "kintree_table": kintree,
         "f": faces,
     }
