@@ -1,0 +1,79 @@
+"""Turn a PyTorch state dict into Flax weights: the authors' PARE / HMR checkpoints, or backbone initialisations.
+
+Sources:
+    "pare"             the authors' checkpoint (Lightning .ckpt with 'model.'-prefixed keys, or a bare state
+                       dict with 'backbone.' / 'head.' keys): every tensor must be used and every variable filled.
+    "hrnet_coco"       pose_hrnet_w32_256x192.pth (keys without 'backbone.'): the backbone only; its COCO
+                       final_layer (17 joints) is skipped, PARE's upsample_stage_* and final_layer keep their init.
+    "resnet_imagenet"  torchvision's ResNet-50 ImageNet weights: the backbone only; fc is skipped.
+Anything else unused or missing is an error that names the keys.
+"""
+import re
+
+import numpy as np
+
+from pare_jax.convert.mapping import is_ignored_torch_key, to_flax_array, torch_mapping
+from pare_jax.models import ModelConfig, abstract_model
+
+SOURCES = ("pare", "hrnet_coco", "resnet_imagenet")
+_BACKBONE_ONLY = {
+    # source: (backbone, checkpoint keys to skip, model keys allowed to keep their initialisation)
+    "hrnet_coco": ("hrnet_w32", re.compile(r"final_layer\."), re.compile(r"backbone\.(upsample_stage_|final_layer)")),
+    "resnet_imagenet": ("resnet50", re.compile(r"fc\."), None),
+}
+
+
+def strip_prefix(state_dict):
+    """Lightning stores the model under 'model.'; DataParallel adds 'module.'. Drop either when all keys have it."""
+    for prefix in ("model.", "module."):
+        if state_dict and all(k.startswith(prefix) for k in state_dict):
+            state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
+    return state_dict
+
+
+def infer_config(state_dict, **overrides):
+    """The ModelConfig of an authors' checkpoint, read off its keys and shapes; overrides win."""
+    state_dict = strip_prefix(state_dict)
+    keys = set(state_dict)
+    values = {}
+    if any(k.startswith("backbone.stage4.") for k in keys):
+        values["backbone"] = "hrnet_w32"
+    elif any(k.startswith("backbone.layer4.") for k in keys):
+        values["backbone"] = "resnet50"
+    values["head"] = "hmr" if "head.fc1.weight" in keys else "pare"
+    maps = state_dict.get("head.keypoint_final_layer.weight")
+    if maps is not None and np.shape(maps)[0] == 25:
+        values["part_supervision"] = "parts"
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "backbone" not in values:
+        raise ValueError("cannot tell the backbone from the checkpoint keys; pass --backbone")
+    if values["head"] == "pare" and "part_supervision" not in values:
+        raise ValueError("the checkpoint has 24 part maps (joint heatmaps or unsupervised maps); pass "
+                         "--part-supervision joints or none")
+    return ModelConfig.from_mapping(values)
+
+
+def convert_state_dict(state_dict, config, source="pare"):
+    """state_dict {torch key: numpy array} -> {flax variable path: numpy array} for the model of `config`.
+
+    Shapes are checked against an abstract model (jax.eval_shape: no weights allocated)."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; choose one of {SOURCES}")
+    config = ModelConfig.from_mapping(config)
+    mapping = torch_mapping(abstract_model(config))
+    state_dict = {k: v for k, v in strip_prefix(state_dict).items() if not is_ignored_torch_key(k)}
+    may_keep_init = None
+    if source != "pare":
+        backbone, skip, may_keep_init = _BACKBONE_ONLY[source]
+        if config.backbone != backbone:
+            raise ValueError(f"source {source!r} holds a {backbone} backbone, but the model config has "
+                             f"backbone={config.backbone!r}")
+        state_dict = {f"backbone.{k}": v for k, v in state_dict.items() if not skip.match(k)}
+        mapping = {k: e for k, e in mapping.items() if k.startswith("backbone.")}
+    unused = sorted(set(state_dict) - set(mapping))
+    missing = sorted(k for k in set(mapping) - set(state_dict) if not (may_keep_init and may_keep_init.match(k)))
+    if unused or missing:
+        raise ValueError(f"checkpoint does not match the model ({config}):\n"
+                         f"  unused checkpoint tensors ({len(unused)}): {unused[:20]}\n"
+                         f"  model variables without a tensor ({len(missing)}): {missing[:20]}")
+    return {mapping[k].flax_path: to_flax_array(mapping[k], k, v) for k, v in state_dict.items()}

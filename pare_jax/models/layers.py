@@ -1,0 +1,176 @@
+"""Building blocks shared by the backbones and heads. Layout: NHWC activations, HWIO kernels.
+
+BatchNorm follows PyTorch's numerics (momentum 0.1 there == 0.9 here, epsilon 1e-5) so that converted
+checkpoints give the authors' outputs. Under jit over a device mesh the batch statistics are computed over the
+global batch (synchronised BN), unlike the authors' per-GPU BN.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def _fans(shape, in_axis, out_axis):
+    receptive = int(np.prod([d for i, d in enumerate(shape) if i not in (in_axis % len(shape),
+                                                                          out_axis % len(shape))]))
+    return shape[in_axis] * receptive, shape[out_axis] * receptive
+
+
+def variance_scaling(scale, mode, distribution, in_axis=-2, out_axis=-1):
+    """jax's variance_scaling ("normal" | "uniform", untruncated), drawn with numpy when the key is concrete.
+
+    On this kind of machine every distinct jax.random call costs a compilation of ~0.3-0.8 s, so building
+    HRNet-W32 eagerly took minutes and under jit nearly two; host sampling makes it a second. Under tracing
+    (eval_shape, a jitted constructor) the jax initializer runs, so results never silently change meaning.
+    The numpy stream is seeded from the key, so a seed still fixes the weights (not bit-equal to jax's draws).
+    """
+    jax_init = nnx.initializers.variance_scaling(scale, mode, distribution, in_axis=in_axis, out_axis=out_axis)
+
+    def init(key, shape, dtype=jnp.float32):
+        if isinstance(key, jax.core.Tracer):
+            return jax_init(key, shape, dtype)
+        fan_in, fan_out = _fans(shape, in_axis, out_axis)
+        variance = scale / {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+        if distribution == "uniform":
+            limit = np.sqrt(3.0 * variance)
+            return jnp.asarray(rng.uniform(-limit, limit, shape), dtype)
+        return jnp.asarray(rng.normal(0.0, np.sqrt(variance), shape), dtype)
+
+    return init
+
+
+def normal(std):
+    """N(0, std^2), drawn like variance_scaling (numpy for concrete keys)."""
+    jax_init = nnx.initializers.normal(std)
+
+    def init(key, shape, dtype=jnp.float32):
+        if isinstance(key, jax.core.Tracer):
+            return jax_init(key, shape, dtype)
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+        return jnp.asarray(rng.normal(0.0, std, shape), dtype)
+
+    return init
+
+
+HE_NORMAL = variance_scaling(2.0, "fan_in", "normal")
+LECUN_NORMAL = variance_scaling(1.0, "fan_in", "normal")
+
+
+class Buffer(nnx.Variable):
+    """A constant carried with the weights (e.g. the mean SMPL parameters), never trained."""
+
+
+def batch_norm(num_features, rngs):
+    return nnx.BatchNorm(num_features, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
+
+
+def conv(in_ch, out_ch, kernel, stride=1, *, bias=False, rngs, init=None):
+    """A PyTorch-style convolution: symmetric padding kernel // 2 (SAME would pad stride-2 convs unevenly)."""
+    pad = kernel // 2
+    return nnx.Conv(in_ch, out_ch, (kernel, kernel), (stride, stride), padding=((pad, pad), (pad, pad)),
+                    use_bias=bias, kernel_init=init or HE_NORMAL, rngs=rngs)
+
+
+class ConvBN(nnx.Module):
+    """conv -> BatchNorm -> optional ReLU; the authors' nn.Sequential(conv, bn[, relu]) (torch indices 0, 1)."""
+
+    def __init__(self, in_ch, out_ch, kernel, stride=1, *, relu=True, rngs, init=None):
+        self.conv = conv(in_ch, out_ch, kernel, stride, rngs=rngs, init=init)
+        self.bn = batch_norm(out_ch, rngs)
+        self.relu = relu
+
+    def __call__(self, x):
+        x = self.bn(self.conv(x))
+        return jax.nn.relu(x) if self.relu else x
+
+
+class TransposedConv(nnx.Module):
+    """PyTorch's ConvTranspose2d(stride, padding, no bias) as the equivalent dilated convolution.
+
+    A transposed convolution equals a convolution of the input dilated by `stride` (zeros between pixels), padded
+    by kernel - 1 - padding, with the spatially flipped kernel and in/out channels swapped. `kernel` is stored in
+    that convolution form, [kh, kw, in, out]; the converter does the flip and swap from torch's (in, out, kh, kw).
+    Output size: (H - 1) * stride - 2 * padding + kernel.
+    """
+
+    def __init__(self, in_ch, out_ch, kernel=4, stride=2, padding=1, *, rngs):
+        self.kernel = nnx.Param(HE_NORMAL(rngs.params(), (kernel, kernel, in_ch, out_ch)))
+        self.stride = stride
+        self.padding = padding
+
+    def __call__(self, x):
+        kernel = self.kernel[...]
+        edge = kernel.shape[0] - 1 - self.padding
+        return jax.lax.conv_general_dilated(
+            x, kernel.astype(x.dtype), window_strides=(1, 1), padding=((edge, edge), (edge, edge)),
+            lhs_dilation=(self.stride, self.stride), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+class TransposedConvBN(nnx.Module):
+    """transposed conv -> BatchNorm -> ReLU; torch indices 0, 1 of the authors' deconv Sequential."""
+
+    def __init__(self, in_ch, out_ch, *, rngs):
+        self.conv = TransposedConv(in_ch, out_ch, rngs=rngs)
+        self.bn = batch_norm(out_ch, rngs)
+
+    def __call__(self, x):
+        return jax.nn.relu(self.bn(self.conv(x)))
+
+
+class PerJointLinear(nnx.Module):
+    """One bias-free linear map per joint: out[n, j, o] = sum_c x[n, j, c] weight[j, c, o].
+
+    The authors' LocallyConnected2d stores this as [1, O, C, J, 1, 1]; ours is [J, C, O].
+    """
+
+    def __init__(self, num_joints, in_features, out_features, *, rngs):
+        init = variance_scaling(1.0, "fan_in", "normal", in_axis=1, out_axis=2)
+        self.weight = nnx.Param(init(rngs.params(), (num_joints, in_features, out_features)))
+
+    def __call__(self, x):
+        """x [N, J, C] -> [N, J, O]."""
+        return jnp.einsum("njc,jco->njo", x, self.weight[...].astype(x.dtype))
+
+
+@functools.lru_cache(maxsize=64)
+def _align_corners_matrix(in_size, out_size):
+    """[out, in] linear-interpolation weights with align_corners=True: output i samples input i (in-1)/(out-1)."""
+    weights = np.zeros((out_size, in_size), np.float64)
+    if out_size == 1 or in_size == 1:
+        weights[:, 0] = 1.0
+        return weights
+    src = np.arange(out_size) * (in_size - 1) / (out_size - 1)
+    low = np.clip(np.floor(src).astype(int), 0, in_size - 2)
+    frac = src - low
+    weights[np.arange(out_size), low] = 1.0 - frac
+    weights[np.arange(out_size), low + 1] += frac
+    return weights
+
+
+def resize_bilinear_align_corners(x, size):
+    """Bilinear resize with PyTorch's align_corners=True (corner pixels map to corner pixels), which
+    jax.image.resize does not implement. Separable: two small matrix products. x [N, H, W, C] -> [N, h, w, C]."""
+    out_h, out_w = size
+    rows = jnp.asarray(_align_corners_matrix(x.shape[1], out_h), x.dtype)
+    cols = jnp.asarray(_align_corners_matrix(x.shape[2], out_w), x.dtype)
+    x = jnp.einsum("oh,nhwc->nowc", rows, x)
+    return jnp.einsum("pw,nowc->nopc", cols, x)
+
+
+def upsample_nearest(x, factor):
+    """Nearest-neighbour upsampling by an integer factor. x [N, H, W, C] -> [N, H f, W f, C]."""
+    n, h, w, c = x.shape
+    x = jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, factor, w, factor, c))
+    return x.reshape(n, h * factor, w * factor, c)
+
+
+def max_pool_3x3_stride2(x):
+    """PyTorch's MaxPool2d(3, stride 2, padding 1): padding never wins the max. x [N, H, W, C]."""
+    return jax.lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
+                                 ((0, 0), (1, 1), (1, 1), (0, 0)))

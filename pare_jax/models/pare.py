@@ -1,0 +1,120 @@
+"""Model assembly (backbone + PARE or HMR head), the SMPL outputs, and jitted inference.
+
+Layouts: images [N, H, W, 3] float, ImageNet-normalised ((x/255 - mean) / std, see normalize_images); all
+image-like outputs NHWC (pred_segm_mask [N, 56, 56, 25] logits at 224 px), because that is the compute layout
+and what softmax / cross-entropy over the last axis expect (the authors' layout is NCHW [N, 25, 56, 56]).
+
+    model = build_model(ModelConfig(backbone="hrnet_w32", head="pare"), rngs=nnx.Rngs(0))
+    out = model(images, body)          # training-mode call (BatchNorm batch statistics); body optional
+    out = predict(model, body, images) # jitted inference, BatchNorm running statistics, dtype="bfloat16" option
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from pare_jax.models.config import ModelConfig, load_mean_params
+from pare_jax.models.hmr_head import HMRHead
+from pare_jax.models.hrnet import HRNET_SPECS, HRNet
+from pare_jax.models.pare_head import PareHead
+from pare_jax.models.resnet import RESNET_SPECS, ResNet
+from smpl_jax import cameras
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def normalize_images(images):
+    """RGB in [0, 1], [..., 3] -> ImageNet-normalised, the input the models expect."""
+    return (images - IMAGENET_MEAN) / IMAGENET_STD
+
+
+class PareModel(nnx.Module):
+    """backbone -> head; `backbone` and `head` match the authors' state-dict prefixes."""
+
+    def __init__(self, config: ModelConfig, *, rngs):
+        self.config = config
+        if config.backbone in HRNET_SPECS:
+            self.backbone = HRNet(HRNET_SPECS[config.backbone], rngs=rngs)
+        else:
+            self.backbone = ResNet(RESNET_SPECS[config.backbone], rngs=rngs)
+        upsampling = isinstance(self.backbone, ResNet)
+        mean_params = load_mean_params(config.mean_params)
+        if config.head == "pare":
+            self.head = PareHead(config, self.backbone.out_channels, upsampling, mean_params, rngs=rngs)
+        else:
+            self.head = HMRHead(self.backbone.out_channels, mean_params, rngs=rngs)
+
+    def __call__(self, images, body=None):
+        """images [N, H, W, 3] ImageNet-normalised -> dict (see module docstring); with an SMPL body (loaded with
+        the SPIN extra regressor) also smpl_vertices, smpl_joints3d [N, 49, 3], smpl_joints2d, pred_cam_t."""
+        _check_images(images)
+        out = self.head(self.backbone(images))
+        if body is not None:
+            out |= smpl_outputs(body, out["pred_pose"], out["pred_shape"], out["pred_cam"])
+        return out
+
+
+def build_model(config, *, rngs):
+    """config: ModelConfig, dict or ConfigDict (see pare_jax.models.config); rngs: nnx.Rngs.
+    Build eagerly (not under jit): the initializers then sample on the host, see layers.variance_scaling."""
+    return PareModel(ModelConfig.from_mapping(config), rngs=rngs)
+
+
+def abstract_model(config):
+    """The model with ShapeDtypeStructs instead of arrays (no memory, no compute): for shapes and conversion."""
+    return nnx.eval_shape(lambda: build_model(config, rngs=nnx.Rngs(0)))
+
+
+def _check_images(images):
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be [N, H, W, 3] (NHWC, ImageNet-normalised RGB); got shape {images.shape}"
+                         + (" - looks like NCHW: transpose with images.transpose(0, 2, 3, 1)"
+                            if images.ndim == 4 and images.shape[1] == 3 else ""))
+
+
+def smpl_outputs(body, pred_pose, pred_shape, pred_cam):
+    """Pose the body. pred_pose [N, 24, 3, 3], pred_shape [N, 10], pred_cam [N, 3] (s, tx, ty) ->
+    smpl_vertices [N, V, 3], smpl_joints3d [N, 49, 3] (SPIN's 49), smpl_joints2d [N, 49, 2] in [-1, 1] of the
+    crop, pred_cam_t [N, 3] (focal length 5000 px, 224 px crop)."""
+    groups = dict(body.vertex_joint_groups)
+    if "extra" not in groups or "keypoints" not in groups:
+        raise ValueError("the SMPL body lacks the SPIN 49-joint regressors: load it with "
+                         "smpl_jax.load(path, extra_regressor='J_regressor_extra.npy') (and keypoint vertex ids "
+                         f"for a non-SMPL topology); it has {sorted(groups)}")
+    dtype = body.dtype
+    pose, shape, cam = (jnp.asarray(x, dtype) for x in (pred_pose, pred_shape, pred_cam))
+    smpl = body(betas=shape, body_pose=pose[:, 1:], global_orient=pose[:, :1], joints="spin49")
+    return {"smpl_vertices": smpl.vertices, "smpl_joints3d": smpl.joints,
+            "smpl_joints2d": cameras.project_normalized(smpl.joints, cam),
+            "pred_cam_t": cameras.weak_perspective_to_translation(cam)}
+
+
+def inference_split(model):
+    """(graphdef, state) of the model in inference mode (BatchNorm running statistics, no dropout)."""
+    model = nnx.view(model, use_running_average=True, deterministic=True, raise_if_not_found=False)
+    return nnx.split(model)
+
+
+def predict(model, body, images, dtype="float32"):
+    """Jitted inference. model: a PareModel or inference_split(model); body: smpl_jax.SMPL with the SPIN
+    extra regressor, or None for the head outputs only; images [N, H, W, 3] ImageNet-normalised.
+    dtype="bfloat16" computes the network in bfloat16 (parameters stay float32; outputs are float32).
+    Returns the dict of PareModel.__call__."""
+    graphdef, state = inference_split(model) if isinstance(model, nnx.Module) else model
+    _check_images(images)
+    return _predict(graphdef, state, body, images, jnp.dtype(dtype).name)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _predict(graphdef, state, body, images, dtype_name):
+    compute = jnp.dtype(dtype_name)
+    state = jax.tree.map(lambda x: x.astype(compute) if jnp.issubdtype(x.dtype, jnp.floating) else x, state)
+    model = nnx.merge(graphdef, state)
+    out = model.head(model.backbone(images.astype(compute)))
+    out = {k: v.astype(jnp.float32) for k, v in out.items()}
+    if body is not None:
+        out |= smpl_outputs(body, out["pred_pose"], out["pred_shape"], out["pred_cam"])
+    return out
