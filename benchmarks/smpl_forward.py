@@ -25,30 +25,33 @@ import smpl_jax  # noqa: E402
 from smpl_fixtures import random_smpl_arrays, write_npz  # noqa: E402
 
 
-def time_call(fn, repeats, min_seconds=1.0):
-    """Median seconds per call after a warm-up; repeats at least `repeats` times and `min_seconds` in total."""
-    fn()
-    times, start = [], time.perf_counter()
-    while len(times) < repeats or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+def time_interleaved(fns, repeats):
+    """Median seconds per call of each function, calling them in turn each round so that all of them see the
+    same machine load (other processes, frequency changes)."""
+    for fn in fns.values():
+        fn()  # warm-up: compilation, allocator
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def bench_smpl_jax(body, batch, repeats, return_verts, joints="smpl24"):
+def smpl_jax_forward(body, batch, return_verts):
     rng = np.random.default_rng(0)
     args = [jnp.asarray(rng.normal(size=s) * 0.3, jnp.float32) for s in ((batch, 10), (batch, 69), (batch, 3))]
 
     @jax.jit
     def forward(body, betas, pose, orient):
-        out = body(betas=betas, body_pose=pose, global_orient=orient, return_verts=return_verts, joints=joints)
+        out = body(betas=betas, body_pose=pose, global_orient=orient, return_verts=return_verts)
         return out.vertices if return_verts else out.joints
 
-    return batch / time_call(lambda: forward(body, *args).block_until_ready(), repeats)
+    return lambda: forward(body, *args).block_until_ready()
 
 
-def bench_smplx(arrays, batch, repeats):
+def smplx_forward(arrays, batch):
     import smplx
     import torch
     from smplx.utils import Struct
@@ -62,13 +65,13 @@ def bench_smplx(arrays, batch, repeats):
         with torch.no_grad():
             model(betas=betas, body_pose=pose, global_orient=orient)
 
-    return batch / time_call(run, repeats)
+    return run
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, nargs="*", default=None)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=15, help="timed rounds at batch >= 64 (10x at smaller)")
     parser.add_argument("--no-smplx", action="store_true", help="skip the reference (e.g. where torch is absent)")
     args = parser.parse_args()
     on_gpu = jax.default_backend() != "cpu"
@@ -80,11 +83,14 @@ def main():
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), float32, bodies/s (higher is better)")
     print(f"{'batch':>6} {'smplx':>10} {'smpl_jax':>10} {'ratio':>7} {'joints only':>12} {'ratio':>7}")
     for batch in batches:
-        ref = float("nan") if args.no_smplx else bench_smplx(arrays, batch, args.repeats)
-        ours = bench_smpl_jax(body, batch, args.repeats, True)
-        fast = bench_smpl_jax(body, batch, args.repeats, False)
-        print(f"{batch:>6} {ref:>10.0f} {ours:>10.0f} {ours / ref:>6.1f}x {fast:>12.0f} {fast / ref:>6.1f}x",
-              flush=True)
+        fns = {"ours": smpl_jax_forward(body, batch, True), "joints": smpl_jax_forward(body, batch, False)}
+        if not args.no_smplx:
+            fns["smplx"] = smplx_forward(arrays, batch)
+        repeats = args.repeats if batch >= 64 else 10 * args.repeats
+        rate = {name: batch / sec for name, sec in time_interleaved(fns, repeats).items()}
+        ref = rate.get("smplx", float("nan"))
+        print(f"{batch:>6} {ref:>10.0f} {rate['ours']:>10.0f} {rate['ours'] / ref:>6.1f}x {rate['joints']:>12.0f} "
+              f"{rate['joints'] / ref:>6.1f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -231,11 +231,12 @@ class SMPL:
             per_vertex = jnp.einsum("vj,bjk->bvk", weights, skinning.reshape(batch, -1, 12))
             per_vertex = per_vertex.reshape(batch, -1, 3, 4)
             return jnp.einsum("bvik,bvk->bvi", per_vertex[..., :3], v_posed) + per_vertex[..., 3]
-        # Vertex axis last so the gathers and products below fuse into one vectorised loop on a CPU.
+        # Vertex axis last, and every gathered value used exactly once, so that the gathers, products and sums
+        # fuse into one vectorised loop instead of materialising [B, 3, 4, V] blended transforms.
         by_joint = jnp.moveaxis(skinning, 1, -1)  # [B, 3, 4, J]
-        blended = sum(skin_weights[k] * by_joint[..., skin_joints[k]] for k in range(skin_joints.shape[0]))
-        x, y, z = (v_posed[:, None, :, c] for c in range(3))
-        posed = blended[:, :, 0] * x + blended[:, :, 1] * y + blended[:, :, 2] * z + blended[:, :, 3]
+        homogeneous = [v_posed[:, None, :, c] for c in range(3)] + [1.0]
+        posed = sum(skin_weights[k] * sum(by_joint[:, :, c, skin_joints[k]] * homogeneous[c] for c in range(4))
+                    for k in range(skin_joints.shape[0]))
         return jnp.swapaxes(posed, 1, 2)
 
 
