@@ -132,3 +132,11 @@ def test_convert_command_fails_cleanly_and_leaves_no_output(tmp_path):
     assert result.returncode == 2
     assert "bad.pkl: not a readable pickle" in result.stderr
     assert not (tmp_path / "out.npz").exists()
+
+
+def test_smpl_jax_imports_only_jax_and_numpy():
+    code = ("import sys, smpl_jax; bad = sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'flax', 'tensorflow', 'torch', 'pare_jax', 'scipy', 'chumpy', 'smplx'}); print(bad)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
