@@ -1,0 +1,125 @@
+"""Exact-value tests of the losses, the schedules and the evaluation metrics."""
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from pare_jax import losses, metrics, schedules
+from smpl_jax.rotations import axis_angle_to_matrix
+
+
+def test_keypoint_2d_loss_weights_openpose_zero_and_confidence():
+    gt = np.zeros((1, 49, 3), np.float32)
+    gt[0, :, 2] = 1.0
+    gt[0, 30, 2] = 0.5
+    pred = np.zeros((1, 49, 2), np.float32)
+    pred[0, 3] = [1.0, 1.0]  # an OpenPose joint: weight 0
+    pred[0, 30] = [2.0, 0.0]  # a ground-truth joint with confidence 0.5
+    value = losses.keypoint_2d_loss(jnp.asarray(pred), jnp.asarray(gt))
+    assert float(value) == pytest.approx(0.5 * 4.0 / (49 * 2))
+
+
+def test_keypoint_3d_loss_centres_on_mid_hip_and_masks_samples():
+    gt = np.zeros((2, 24, 4), np.float32)
+    gt[..., 3] = 1.0
+    pred = np.zeros((2, 24, 3), np.float32) + 5.0  # a pure translation: zero after centring
+    assert float(losses.keypoint_3d_loss(jnp.asarray(pred), jnp.asarray(gt), jnp.ones(2))) == pytest.approx(0)
+    pred[0, 10, 0] += 1.0  # one joint of sample 0 off by 1 m
+    pred[1, 10, 0] += 3.0  # sample 1 has no 3D label: ignored
+    value = losses.keypoint_3d_loss(jnp.asarray(pred), jnp.asarray(gt), jnp.asarray([1.0, 0.0]))
+    assert float(value) == pytest.approx(1.0 / (24 * 3))
+    assert float(losses.keypoint_3d_loss(jnp.asarray(pred), jnp.asarray(gt), jnp.zeros(2))) == 0.0
+
+
+def test_smpl_losses_zero_for_ground_truth_and_masked():
+    pose = np.random.default_rng(0).normal(size=(2, 72)).astype(np.float32) * 0.3
+    rot = axis_angle_to_matrix(jnp.asarray(pose).reshape(2, 24, 3))
+    p, b = losses.smpl_losses(rot, jnp.ones((2, 10)), jnp.asarray(pose), jnp.ones((2, 10)), jnp.ones(2))
+    assert float(p) == pytest.approx(0, abs=1e-10) and float(b) == 0.0
+    _, b = losses.smpl_losses(rot, jnp.zeros((2, 10)), jnp.asarray(pose), jnp.ones((2, 10)), jnp.asarray([0.0, 1]))
+    assert float(b) == pytest.approx(1.0)
+
+
+def test_camera_loss():
+    cam = jnp.asarray([[0.0, 1, 1], [0.1, 0, 0]])
+    assert float(losses.camera_loss(cam)) == pytest.approx((1.0 + np.exp(-2.0)) / 2)
+
+
+def test_part_segmentation_loss_is_cross_entropy_of_upsampled_logits():
+    labels = np.zeros((1, 8, 8), np.int32)
+    labels[0, :, 4:] = 3
+    logits = np.zeros((1, 2, 2, 25), np.float32)
+    logits[..., 0] = 10.0
+    logits[0, :, 1, 0], logits[0, :, 1, 3] = 0.0, 10.0  # right half predicts part 3, left half background
+    good = losses.part_segmentation_loss(jnp.asarray(logits), jnp.asarray(labels), jnp.ones(1))
+    uniform = losses.part_segmentation_loss(jnp.zeros((1, 2, 2, 25)), jnp.asarray(labels), jnp.ones(1))
+    assert float(uniform) == pytest.approx(np.log(25), rel=1e-5)
+    assert float(good) < 0.5 * float(uniform)
+    assert float(losses.part_segmentation_loss(jnp.asarray(logits), jnp.asarray(labels), jnp.zeros(1))) == 0.0
+
+
+def test_joint_heatmap_loss_prefers_maps_peaked_at_the_joint():
+    keypoints = np.zeros((1, 49, 3), np.float32)
+    keypoints[0, 25:, :2] = [0.5, -0.5]  # x = 0.5 (right), y = -0.5 (up)
+    keypoints[0, 25:, 2] = 1.0
+    peaked = np.full((1, 8, 8, 24), -10.0, np.float32)
+    peaked[0, 2, 6] = 10.0  # row 2 (y ~ -0.4), column 6 (x ~ 0.6)
+    wrong = np.flip(peaked, axis=(1, 2)).copy()
+    loss = lambda x: float(losses.joint_heatmap_loss(jnp.asarray(x), jnp.asarray(keypoints), sigma=0.2))  # noqa
+    assert loss(peaked) < loss(wrong)
+
+
+def _loss_config(part_until):
+    return ml_collections.ConfigDict(dict(weights=dict(keypoints_2d=300.0, keypoints_3d=300.0, pose=60.0,
+                                                       betas=0.06, camera=60.0, part=60.0),
+                                          part_until_step=part_until))
+
+
+def test_part_weight_switches_off_at_the_configured_step():
+    config = _loss_config(100)
+    assert float(schedules.loss_weights(config, 99)["part"]) == 60.0
+    assert float(schedules.loss_weights(config, 100)["part"]) == 0.0
+    assert float(schedules.loss_weights(_loss_config(-1), 10 ** 7)["part"]) == 60.0
+    bad = _loss_config(1)
+    bad.weights.unknown = 1.0
+    with pytest.raises(ValueError, match="unknown terms"):
+        schedules.loss_weights(bad, 0)
+
+
+def test_learning_rate_schedules():
+    optim = ml_collections.ConfigDict(dict(lr=1e-3, schedule="warmup_cosine", warmup_steps=10, b1=0.9, b2=0.999,
+                                           grad_clip_norm=0.0))
+    sched = schedules.learning_rate_schedule(optim, 100)
+    assert float(sched(0)) == 0.0 and float(sched(10)) == pytest.approx(1e-3) and float(sched(100)) < 1e-5
+    optim.schedule = "linear"
+    with pytest.raises(ValueError, match="optim.schedule='linear'"):
+        schedules.learning_rate_schedule(optim, 100)
+
+
+def test_pose_metrics_exact_values_and_padding():
+    gt = np.zeros((3, 14, 3))
+    gt[:, :, 0] = np.arange(14) * 0.1
+    gt[:, :, 1] = np.arange(14) ** 2 * 0.01
+    pred = gt.copy()
+    pred[0, 0, 2] += 0.014  # 14 mm on one joint of sample 0 -> MPJPE 1 mm
+    pred[1] *= 2.0  # a scaled copy: PA-MPJPE 0
+    verts = np.zeros((3, 5, 3))
+    sums = metrics.pose_metrics(jnp.asarray(pred), jnp.asarray(gt), jnp.asarray(verts + 0.002), jnp.asarray(verts),
+                                mask=jnp.asarray([1.0, 1.0, 0.0]))  # sample 2 is padding
+    summary = metrics.summarize(metrics.add(None, sums))
+    mpjpe_1 = np.mean(np.linalg.norm(gt[1], axis=1)) * 1000
+    assert summary["num_samples"] == 2
+    assert summary["mpjpe"] == pytest.approx((1.0 + mpjpe_1) / 2, rel=1e-5)
+    assert summary["pa_mpjpe"] < 1.0
+    assert summary["pve"] == pytest.approx(np.sqrt(3) * 2.0, rel=1e-5)
+    assert summary["per_joint_mpjpe"][0] == pytest.approx((14.0 + 0.0) / 2, rel=1e-5)
+
+
+def test_part_miou_counts():
+    gt = np.zeros((1, 2, 2), np.int32)
+    gt[0, 0, :] = 5
+    pred = gt.copy()
+    pred[0, 1, 1] = 5  # one background pixel predicted as part 5
+    inter, union = metrics.part_confusion_counts(jnp.asarray(pred), jnp.asarray(gt), jnp.ones(1))
+    summary = metrics.summarize({"part_iou": (np.asarray(inter), np.asarray(union))})
+    assert summary["part_miou"] == pytest.approx((2 / 3 + 1 / 2) / 2)
