@@ -53,7 +53,7 @@ def framing_camera(vertices, size, focal_length=5000.0, fill=0.85):
     lo, hi = vertices.min(0), vertices.max(0)
     centre, extent = (lo + hi) / 2, float(np.max(hi[:2] - lo[:2]))
     depth = focal_length * extent / (fill * size)
-    t = np.array([-centre[0], centre[1], depth - centre[2]], np.float32)
+    t = np.array([-centre[0], -centre[1], depth - centre[2]], np.float32)
     K = np.array([[focal_length, 0, size / 2], [0, focal_length, size / 2], [0, 0, 1]], np.float32)
     return K, t
 
