@@ -92,15 +92,7 @@ def picture(body, name, pose, betas, out_dir):
     parts = np.asarray(body.vertex_parts())
     colours = part_colours()[parts[faces[:, 0]]]
     views = [render(vertices, faces, colours, joints, view) for view in ("front", "side")]
-    sheet = Image.new("RGB", (2 * SIZE, SIZE), (255, 255, 255))
-    for k, view in enumerate(views):
-        sheet.paste(view, (k * SIZE, 0))
-    ImageDraw.Draw(sheet).text((8, 8), name, fill=(0, 0, 0))
-    path = os.path.join(out_dir, f"{name}.png")
-    tmp = path + ".tmp.png"
-    sheet.save(tmp)
-    os.replace(tmp, path)
-    return path
+    return save_sheet(views, os.path.join(out_dir, f"{name}.png"), name)
 
 
 def keypoint_closeups(body, ids, out_dir):
@@ -112,12 +104,18 @@ def keypoint_closeups(body, ids, out_dir):
     head, feet = keypoints[:5].mean(0), keypoints[5:].mean(0)
     views = [render(vertices, faces, colours, keypoints, view, extent, centre)
              for centre, extent in ((head, 0.3), (feet, 0.5)) for view in ("front", "side")]
-    sheet = Image.new("RGB", (4 * SIZE, SIZE), (255, 255, 255))
+    return save_sheet(views, os.path.join(out_dir, "keypoints.png"), "keypoints")
+
+
+def save_sheet(views, path, title):
+    """Paste views side by side and write the PNG through a temporary file."""
+    sheet = Image.new("RGB", (len(views) * SIZE, SIZE), (255, 255, 255))
     for k, view in enumerate(views):
         sheet.paste(view, (k * SIZE, 0))
-    path = os.path.join(out_dir, "keypoints.png")
-    sheet.save(path + ".tmp.png")
-    os.replace(path + ".tmp.png", path)
+    ImageDraw.Draw(sheet).text((8, 8), title, fill=(0, 0, 0))
+    tmp = path + ".tmp.png"
+    sheet.save(tmp)
+    os.replace(tmp, path)
     return path
 
 
@@ -129,8 +127,11 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     body = smpl_jax.load(args.model)
     zero = np.zeros(body.num_betas)
-    ids = smpl_jax.read_model_arrays(smpl_jax.resolve(args.model))["keypoint_vertex_ids"]
-    print(keypoint_closeups(body, ids, args.out))
+    ids = smpl_jax.read_model_arrays(smpl_jax.resolve(args.model)).get("keypoint_vertex_ids")
+    if ids is None and body.num_vertices == 6890:
+        ids = np.asarray(smpl_jax.joints.SMPL_KEYPOINT_VERTEX_IDS)
+    if ids is not None:
+        print(keypoint_closeups(body, ids, args.out))
     for name, pose in poses().items():
         print(picture(body, name, pose, zero, args.out))
     for k in range(min(4, body.num_betas)):
