@@ -75,10 +75,10 @@ def load_occluder_file(path, size=96):
         raise OccluderFileError(f"{path}: cannot read it ({exc}); it must be {expected}") from exc
     cutouts = []
     for key, array in arrays.items():
-        if array.ndim == 3:
-            array = array[None]
-        if array.ndim != 4 or array.shape[-1] != 4 or min(array.shape[1:3]) < 2:
+        stack = array[None] if array.ndim == 3 else array
+        if stack.ndim != 4 or stack.shape[-1] != 4 or min(stack.shape[1:3]) < 2:
             raise OccluderFileError(f"{path}: array '{key}' has shape {array.shape}; it must be {expected}")
+        array = stack
         cutouts.extend(_as_uint8(path, key, a) for a in array)
     if not cutouts:
         raise OccluderFileError(f"{path} holds no arrays; it must be {expected}")

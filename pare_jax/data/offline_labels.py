@@ -47,7 +47,7 @@ def estimate_translation(joints, keypoints, focal_length=FOCAL_LENGTH, crop_size
     moment = np.einsum("nk,nki,nk->ni", w, rows_x, rhs_x) + np.einsum("nk,nki,nk->ni", w, rows_y, rhs_y)
     enough = (w > 0).sum(-1) >= MIN_FIT_JOINTS
     # A tiny ridge keeps degenerate systems (no or collinear keypoints) solvable; they are marked invalid.
-    ridge = 1e-9 * np.trace(normal, axis1=1, axis2=2)[:, None, None] * np.eye(3) + 1e-12 * np.eye(3)
+    ridge = 1e-13 * np.trace(normal, axis1=1, axis2=2)[:, None, None] * np.eye(3) + 1e-12 * np.eye(3)
     translation = np.linalg.solve(normal + ridge, moment[..., None])[..., 0]
     valid = enough & (translation[:, 2] + Z.min(-1, initial=np.inf, where=w > 0) > 0) & np.isfinite(
         translation).all(-1)
