@@ -18,14 +18,18 @@ import orbax.checkpoint as ocp
 class Checkpoints:
     """Periodic checkpoints of a TrainState plus a small JSON record (e.g. the data position)."""
 
-    def __init__(self, workdir, max_to_keep, save_every):
+    def __init__(self, workdir, max_to_keep, save_every, read_only=False):
         self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
         options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, save_interval_steps=save_every,
-                                               cleanup_tmp_directories=True, create=True)
+                                               cleanup_tmp_directories=not read_only, create=not read_only,
+                                               read_only=read_only)
         self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=("state", "record"))
 
     def latest_step(self):
         return self.manager.latest_step()
+
+    def should_save(self, step):
+        return self.manager.should_save(step)
 
     def restore(self, abstract_state):
         """Restore the latest checkpoint into the structure and shardings of abstract_state (a pytree of
@@ -48,6 +52,11 @@ class Checkpoints:
     def close(self):
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def is_run_directory(path):
+    """Whether `path` is a training run's workdir (holds checkpoints/) rather than converted weights."""
+    return os.path.isdir(os.path.join(path, "checkpoints"))
 
 
 def abstract_like(tree, sharding=None):

@@ -24,6 +24,8 @@ def learning_rate_schedule(optim, num_steps):
     if optim.schedule == "cosine":
         return optax.cosine_decay_schedule(optim.lr, max(num_steps, 1))
     if optim.schedule == "warmup_cosine":
+        if not 0 <= optim.warmup_steps < num_steps:
+            raise ValueError(f"optim.warmup_steps={optim.warmup_steps} must be below num_steps={num_steps}")
         return optax.warmup_cosine_decay_schedule(0.0, optim.lr, optim.warmup_steps, max(num_steps, 1))
     raise ValueError(f"optim.schedule={optim.schedule!r}: choose 'constant', 'cosine' or 'warmup_cosine'")
 

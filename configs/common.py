@@ -1,0 +1,67 @@
+"""Defaults shared by the experiment configs: every key the code reads, in one place (paths included).
+
+Each experiment file (configs/*.py) starts from base_config() and changes what its recipe changes.
+"""
+import ml_collections
+
+# Effective weights of the authors' code (every term x60 there); PARE_SPEC.md, "Losses".
+PARE_LOSS_WEIGHTS = dict(keypoints_2d=300.0, keypoints_3d=300.0, pose=60.0, betas=0.06, camera=60.0, part=60.0)
+
+
+def base_config():
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.num_steps = 100_000
+    c.batch_size = 64  # global, split over all devices of all hosts
+    c.eval_batch_size = 64
+    c.compute_dtype = "float32"  # or "bfloat16" (float32 master weights)
+    c.model = ml_collections.ConfigDict(dict(backbone="hrnet_w32", head="pare", part_supervision="parts",
+                                             attention="softmax", mean_offset="none", mean_params=""))
+    # The body for SMPL outputs and losses; gt_male / gt_female: gender-specific ground-truth bodies (3DPW).
+    c.body = ml_collections.ConfigDict(dict(model="open", extra_regressor="", h36m_regressor="", gt_male="",
+                                            gt_female=""))
+    c.optim = ml_collections.ConfigDict(dict(lr=1e-4, schedule="constant", warmup_steps=0, b1=0.9, b2=0.999,
+                                             grad_clip_norm=0.0))
+    c.loss = ml_collections.ConfigDict(dict(weights=dict(PARE_LOSS_WEIGHTS), part_until_step=-1))
+    c.data = ml_collections.ConfigDict(dict(
+        data_dir="~/tensorflow_datasets",  # where built datasets live (shared by runs)
+        manual_dir="",  # SPIN/PARE npz files + image folders (pare_jax/data/builders.py)
+        train={"coco": 1.0},
+        eval=("3dpw:test",),
+        baseline_split="coco:train",
+        image_size=224,
+        shuffle_buffer=1024,
+        augment=dict(flip_prob=0.5, rotation_sd_deg=30.0, rotation_max_deg=60.0, rotation_zero_prob=0.6,
+                     scale_sd=0.25, scale_range=(0.75, 1.25), color_noise=0.4, occlusion_prob=1.0,
+                     max_occluders=7, occluder_scale=(0.2, 1.0), occluder_size=0.5, crop_prob=0.3,
+                     crop_fraction=(0.3, 0.5), crop_start_step=175_000),
+        synthetic=dict(crop_size=224, num_examples={"train": 20000, "test": 1000, "test_occluded": 1000}, seed=0),
+    ))
+    c.init_from = ""  # converted weights (python -m pare_jax.convert) or another run's workdir
+    c.checkpoint = ml_collections.ConfigDict(dict(every=1000, keep=3))
+    c.log_every = 50
+    c.eval_every = 10_000  # 0 = only at the end
+    c.max_nonfinite_steps = 20
+    c.distributed = ml_collections.ConfigDict(dict(coordinator_address="", num_processes=1, process_id=0))
+    return c
+
+
+def smoke(c, backbone):
+    """The variant the tests run: tiny model, tiny synthetic data at 64 px, a few steps, everything exercised."""
+    c.num_steps = 4
+    c.optim.schedule = "constant"
+    c.batch_size = 2
+    c.eval_batch_size = 4
+    c.model.backbone = backbone
+    c.data.train = {"synthetic": 1.0}
+    c.data.eval = ("synthetic:test",)
+    c.data.baseline_split = "synthetic:train"
+    c.data.image_size = 64
+    c.data.shuffle_buffer = 8
+    c.data.synthetic = dict(crop_size=64, num_examples={"train": 16, "test": 6, "test_occluded": 6}, seed=0)
+    c.data.augment.crop_start_step = 2
+    c.loss.part_until_step = 2
+    c.checkpoint.every = 2
+    c.log_every = 2
+    c.eval_every = 0
+    return c
