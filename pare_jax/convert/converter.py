@@ -17,10 +17,15 @@ from pare_jax.models import ModelConfig, abstract_model
 
 SOURCES = ("pare", "hrnet_coco", "resnet_imagenet")
 _BACKBONE_ONLY = {
-    # source: (backbone, checkpoint keys to skip, model keys allowed to keep their initialisation)
+    # source: (default backbone, checkpoint keys to skip, model keys allowed to keep their initialisation);
+    # the backbone family must match (the tiny variants are accepted so that tests can exercise the mapping)
     "hrnet_coco": ("hrnet_w32", re.compile(r"final_layer\."), re.compile(r"backbone\.(upsample_stage_|final_layer)")),
     "resnet_imagenet": ("resnet50", re.compile(r"fc\."), None),
 }
+
+
+def _family(backbone):
+    return "hrnet" if backbone.startswith("hrnet") else "resnet"
 
 
 def strip_prefix(state_dict):
@@ -65,7 +70,7 @@ def convert_state_dict(state_dict, config, source="pare"):
     may_keep_init = None
     if source != "pare":
         backbone, skip, may_keep_init = _BACKBONE_ONLY[source]
-        if config.backbone != backbone:
+        if _family(config.backbone) != _family(backbone):
             raise ValueError(f"source {source!r} holds a {backbone} backbone, but the model config has "
                              f"backbone={config.backbone!r}")
         state_dict = {f"backbone.{k}": v for k, v in state_dict.items() if not skip.match(k)}

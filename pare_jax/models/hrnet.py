@@ -14,11 +14,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from pare_jax.models.layers import (ConvBN, batch_norm, conv, normal, resize_bilinear_align_corners,
-                                    upsample_nearest)
+from pare_jax.models.layers import (ConvBN, batch_norm, conv, resize_bilinear_align_corners, upsample_nearest,
+                                    variance_scaling)
 from pare_jax.models.resnet import BasicBlock, Bottleneck
 
-HRNET_INIT = normal(0.001)  # HRNet's own initialisation of every conv
+# HRNet's own code draws every conv from N(0, 0.001^2); through ~20 conv+BN layers with fresh running statistics
+# that leaves an untrained model's eval-mode outputs at ~1e-9 (degenerate 6D rotations). Trained weights replace
+# the initialisation anyway (PARE starts from COCO-pose HRNet), so we use torchvision's He fan_out like ResNet.
+HRNET_INIT = variance_scaling(2.0, "fan_out", "normal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +121,7 @@ class HighResolutionModule(nnx.Module):
 
 class HRNet(nnx.Module):
     """[N, H, W, 3] -> [N, H/4, W/4, sum(widths)] (480 x 56 x 56 for HRNet-W32 at 224 px)."""
+    bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
 
     def __init__(self, spec: HRNetSpec, *, rngs):
         self.conv1 = conv(3, spec.stem_channels, 3, 2, rngs=rngs, init=HRNET_INIT)

@@ -16,6 +16,7 @@ RESNET_INIT = variance_scaling(2.0, "fan_out", "normal")  # torchvision's kaimin
 class Bottleneck(nnx.Module):
     """1x1 -> 3x3 (stride) -> 1x1 (x4 channels), identity or projected shortcut, ReLU after the sum."""
     expansion = 4
+    bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
     def __init__(self, in_ch, planes, stride=1, *, rngs, init=RESNET_INIT):
         out_ch = planes * self.expansion
@@ -40,6 +41,7 @@ class Bottleneck(nnx.Module):
 class BasicBlock(nnx.Module):
     """3x3 -> 3x3 with an identity shortcut (HRNet's branches never change width inside a block)."""
     expansion = 1
+    bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
 
     def __init__(self, channels, *, rngs, init):
         self.conv1 = conv(channels, channels, 3, rngs=rngs, init=init)
@@ -76,6 +78,7 @@ RESNET_SPECS = {
 
 class ResNet(nnx.Module):
     """[N, H, W, 3] -> [N, H/32, W/32, 4 planes[-1]] (2048 x 7 x 7 for ResNet-50 at 224 px)."""
+    bn_pairs = (("conv1", "bn1"),)
 
     def __init__(self, spec: ResNetSpec, *, rngs):
         self.conv1 = nnx.Conv(3, spec.stem_channels, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False,
