@@ -8,6 +8,7 @@ Sources:
     "resnet_imagenet"  torchvision's ResNet-50 ImageNet weights: the backbone only; fc is skipped.
 Anything else unused or missing is an error that names the keys.
 """
+import functools
 import re
 
 import numpy as np
@@ -41,10 +42,12 @@ def infer_config(state_dict, **overrides):
     state_dict = strip_prefix(state_dict)
     keys = set(state_dict)
     values = {}
+    stem = state_dict.get("backbone.conv1.weight")
+    size = "full" if stem is not None and np.shape(stem)[0] == 64 else "tiny"
     if any(k.startswith("backbone.stage4.") for k in keys):
-        values["backbone"] = "hrnet_w32"
+        values["backbone"] = {"full": "hrnet_w32", "tiny": "hrnet_tiny"}[size]
     elif any(k.startswith("backbone.layer4.") for k in keys):
-        values["backbone"] = "resnet50"
+        values["backbone"] = {"full": "resnet50", "tiny": "resnet_tiny"}[size]
     values["head"] = "hmr" if "head.fc1.weight" in keys else "pare"
     maps = state_dict.get("head.keypoint_final_layer.weight")
     if maps is not None and np.shape(maps)[0] == 25:
@@ -58,6 +61,12 @@ def infer_config(state_dict, **overrides):
     return ModelConfig.from_mapping(values)
 
 
+@functools.lru_cache(maxsize=8)
+def mapping_for(config: ModelConfig):
+    """torch_mapping of the abstract model of `config` (cached: building HRNet-W32 takes seconds)."""
+    return torch_mapping(abstract_model(config))
+
+
 def convert_state_dict(state_dict, config, source="pare"):
     """state_dict {torch key: numpy array} -> {flax variable path: numpy array} for the model of `config`.
 
@@ -65,7 +74,7 @@ def convert_state_dict(state_dict, config, source="pare"):
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}; choose one of {SOURCES}")
     config = ModelConfig.from_mapping(config)
-    mapping = torch_mapping(abstract_model(config))
+    mapping = mapping_for(config)
     state_dict = {k: v for k, v in strip_prefix(state_dict).items() if not is_ignored_torch_key(k)}
     may_keep_init = None
     if source != "pare":

@@ -209,8 +209,7 @@ class PareHead(nn.Module):
             shape, cam = shape + self.init_shape, cam + self.init_cam
         if self.config.mean_offset == "pose_shape_cam":
             pose6d = pose6d + self.init_pose.reshape(1, 24, 6)
-        key = "pred_segm_mask" if self.config.part_supervision == "parts" else "pred_heatmaps"
-        return {"pred_pose": rot6d_to_matrix(pose6d), "pred_shape": shape, "pred_cam": cam, key: logits}
+        return {"pred_pose": rot6d_to_matrix(pose6d), "pred_shape": shape, "pred_cam": cam, "pred_segm_mask": logits}
 
 
 class HMRHead(nn.Module):

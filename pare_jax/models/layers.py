@@ -22,7 +22,8 @@ _SHAPE_ONLY = contextvars.ContextVar("shape_only", default=False)
 
 @contextlib.contextmanager
 def shape_only_init():
-    """Within this context the host initializers return zeros: for building a model only to read its shapes."""
+    """Within this context the host initializers return jax.ShapeDtypeStructs, not arrays: for building a model
+    only to read its shapes (pare.abstract_model)."""
     token = _SHAPE_ONLY.set(True)
     try:
         yield
@@ -50,7 +51,7 @@ def variance_scaling(scale, mode, distribution, in_axis=-2, out_axis=-1):
         if isinstance(key, jax.core.Tracer):
             return jax_init(key, shape, dtype)
         if _SHAPE_ONLY.get():
-            return jnp.asarray(np.zeros(shape, dtype))
+            return jax.ShapeDtypeStruct(tuple(shape), dtype)
         fan_in, fan_out = _fans(shape, in_axis, out_axis)
         variance = scale / {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
         rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
@@ -70,7 +71,7 @@ def normal(std):
         if isinstance(key, jax.core.Tracer):
             return jax_init(key, shape, dtype)
         if _SHAPE_ONLY.get():
-            return jnp.asarray(np.zeros(shape, dtype))
+            return jax.ShapeDtypeStruct(tuple(shape), dtype)
         rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
         return jnp.asarray(rng.normal(0.0, std, shape), dtype)
 

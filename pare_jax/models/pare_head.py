@@ -52,7 +52,8 @@ def _branch(in_channels, channels, num_layers, upsampling, rngs):
 
 class PareHead(nnx.Module):
     """Backbone features [N, h, w, Cin] -> dict of pred_pose [N, 24, 3, 3], pred_shape [N, 10], pred_cam [N, 3]
-    and the part maps [N, H, W, M] ("pred_segm_mask" for part supervision, else "pred_heatmaps"), all NHWC."""
+    and the part-branch logits pred_segm_mask [N, H, W, M], NHWC; M = 25 (24 parts + background) with part
+    supervision, else 24 maps (joint heatmaps, or free maps), under the same name so losses need no branching."""
 
     def __init__(self, config: ModelConfig, in_channels, upsampling, mean_params, *, rngs):
         channels, num_layers = (256, 3) if upsampling else (128, 2)
@@ -91,11 +92,7 @@ class PareHead(nnx.Module):
             sampled = part_pooling(part_logits, both, with_background)
         sampled = sampled.astype(features.dtype)
         pose_feats, cam_shape_sampled = sampled[..., :-CAM_SHAPE_CHANNELS], sampled[..., -CAM_SHAPE_CHANNELS:]
-        return self._regress(pose_feats, cam_shape_sampled) | {self.maps_key: part_logits}
-
-    @property
-    def maps_key(self):
-        return "pred_segm_mask" if self.config.part_supervision == "parts" else "pred_heatmaps"
+        return self._regress(pose_feats, cam_shape_sampled) | {"pred_segm_mask": part_logits}
 
     def _regress(self, pose_feats, cam_shape_feats):
         """pose_feats [N, 24, C], cam_shape_feats [N, 24, 64] -> pose, shape, camera."""
