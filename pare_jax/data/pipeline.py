@@ -27,9 +27,11 @@ Output: a dict of tensors per batch (B = per-host batch size, H = W = out_size):
 Determinism: tf.data runs deterministically and every random number is a stateless function of (seed, host,
 example counter), so one seed gives the same batches on every run. The random-crop schedule reads the training
 step from the example counter: step = start_step + counter // batch_size (the pipeline runs ahead of the
-trainer, so a variable the trainer updates would switch the crop on at an irreproducible example). A restarted
-run passes start_step = the restored step: its stream is then a function of (seed, start_step), with the crop
-schedule in step, though not the continuation of the interrupted stream.
+trainer, so a variable the trainer updates would switch the crop on at an irreproducible example).
+Resuming: save the iterator with tf.train.Checkpoint(iterator=it) next to the model checkpoint and restore it, and
+the stream continues exactly (shuffle buffers, mixing state and the example counter are all in it; this is what
+pare_jax.inputs does). Without that state, pass start_step = the restored step: the stream is then a function of
+(seed, start_step) with the crop schedule in step, though not the continuation of the interrupted stream.
 """
 import math
 import os
@@ -46,7 +48,7 @@ ALIASES.update({"synthetic": "pare_synthetic/default", "synthetic_small": "pare_
                 "synthetic_tiny": "pare_synthetic/tiny"})
 OUTPUT_KEYS = ("keypoints", "visibility", "joints3d", "pose", "betas", "has_smpl", "has_joints3d",
                "has_part_map", "gender", "sample_index")
-_ENCODED = {"image": tfds.decode.SkipDecoding(), "part_map": tfds.decode.SkipDecoding()}
+ENCODED = {"image": tfds.decode.SkipDecoding(), "part_map": tfds.decode.SkipDecoding()}
 
 
 def get_builder(name, data_dir=None):
@@ -78,7 +80,8 @@ def host_split(split, process_index, process_count):
     return tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
 
 
-def _decode(example):
+def decode(example):
+    """Stored record with encoded image and part map (read with decoders=ENCODED) -> decoded tensors."""
     out = {key: example[key] for key in OUTPUT_KEYS + ("crop_margin",)}
     out["image"] = tf.io.decode_jpeg(example["image"], channels=3)
     out["part_map"] = tf.io.decode_png(example["part_map"], channels=1)
@@ -112,7 +115,7 @@ def train_dataset(mix, *, batch_size, seed, data_dir=None, split="train", out_si
     for position, name in enumerate(mix):
         source_seed = _seeds(seed, index, start_step, position, count=1)[0]
         ds = get_builder(name, data_dir).as_dataset(
-            split=host_split(split, index, count), shuffle_files=True, decoders=_ENCODED,
+            split=host_split(split, index, count), shuffle_files=True, decoders=ENCODED,
             read_config=tfds.ReadConfig(shuffle_seed=source_seed))
         ds = ds.map(lambda ex, p=position: dict(ex, dataset_index=tf.constant(p, tf.int32)))
         sources.append(ds.shuffle(shuffle_buffer, seed=source_seed, reshuffle_each_iteration=True).repeat())
@@ -125,7 +128,7 @@ def train_dataset(mix, *, batch_size, seed, data_dir=None, split="train", out_si
         step = counter // batch_size
         key = tf.stack([tf.constant(aug_seed, tf.int64), counter])
         params = augment.sample_params(key, config, step >= config.crop_start_step)
-        decoded = dict(_decode(example), dataset_index=example["dataset_index"])
+        decoded = dict(decode(example), dataset_index=example["dataset_index"])
         return _finish(augment.apply(decoded, params, bank, out_size))
 
     ds = ds.enumerate().map(make_example, num_parallel_calls=num_parallel_calls, deterministic=True)
@@ -157,11 +160,11 @@ def eval_dataset(name, *, batch_size, split="test", data_dir=None, out_size=224,
     index, count = host_shard(process_index, process_count)
     sizes = [builder.info.splits[host_split(split, i, count)].num_examples for i in range(count)]
     num_batches = max(1, math.ceil(max(sizes) / batch_size))
-    ds = builder.as_dataset(split=host_split(split, index, count), shuffle_files=False, decoders=_ENCODED)
+    ds = builder.as_dataset(split=host_split(split, index, count), shuffle_files=False, decoders=ENCODED)
     identity = augment.identity_params()
 
     def make_example(example):
-        decoded = dict(_decode(example), dataset_index=tf.constant(0, tf.int32))
+        decoded = dict(decode(example), dataset_index=tf.constant(0, tf.int32))
         return _finish(augment.apply(decoded, identity, None, out_size))
 
     ds = ds.map(make_example, num_parallel_calls=num_parallel_calls, deterministic=True)
