@@ -65,7 +65,7 @@ def render_part_labels(vertices, faces, vertex_parts, translation, K=None, R=Non
 
 @functools.partial(jax.jit, static_argnames=("height", "width", "tile_size", "chunk_size", "batch_chunk"))
 def render_part_labels_batch(vertices, faces, vertex_parts, translation, K=None, R=None, height=PARE_CROP_SIZE,
-                             width=PARE_CROP_SIZE, near=1e-2, tile_size=3, chunk_size=None, batch_chunk=None):
+                             width=PARE_CROP_SIZE, near=1e-2, tile_size=1, chunk_size=None, batch_chunk=None):
     """vertices [B, V, 3], translation [B, 3] (PARE: the ground-truth camera translation), K [3, 3] or
     [B, 3, 3] (default PARE's), R [3, 3] or [B, 3, 3] (default I) -> part labels [B, H, W] int32.
     See rasterize_batch for batch_chunk."""

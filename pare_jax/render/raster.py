@@ -63,46 +63,62 @@ def face_bits(num_faces):
     return bits
 
 
+def materialize(tree):
+    """Identity that makes XLA compute these values once, here, and store them.
+
+    XLA:CPU fuses cheap producers into every consumer, so per-face values read by several visits were recomputed
+    in each (a chain of 10 such values on 13,776 faces: 3.4 ms instead of 0.27), and it drops
+    optimization_barrier before fusion. Outputs of a conditional are stored, so the values go through one whose
+    predicate is always true at run time (x == x or x is NaN) but not provably so at compile time; the other
+    branch is never taken. Under vmap the conditional becomes a select: still the identity.
+    """
+    probe = jax.tree.leaves(tree)[0].reshape(-1)[:1].astype(jnp.float32)
+    always = jnp.all((probe == probe) | jnp.isnan(probe))
+    return jax.lax.cond(always, lambda t: t, lambda t: jax.tree.map(jnp.zeros_like, t), tree)
+
+
 class FaceTable(NamedTuple):
-    """Per-face data for the candidate tests, each field a tuple of three [F] float32 arrays (edge i runs from
-    vertex i to vertex i + 1). start: the edge's canonical start, from the lower to the higher vertex index, so
-    both faces of a shared edge compute bit-identical edge functions; dir_hi + dir_lo: its direction split in
-    two 12-bit halves (see _edge_function); inward: +-1, turns the canonical edge function into the face's
-    (positive inside); top_left: 1 where the edge owns centres exactly on it."""
+    """Per-face data for the candidate tests, each field a tuple of three [F] float32 arrays, one per edge (edge i
+    runs from vertex i to vertex i + 1). start_*, dir_*: the edge's canonical start and direction, from the
+    endpoint with the lower vertex index, so that both faces of a shared edge compute bit-identical edge
+    functions; rule: +-1 turns the canonical edge function into the face's (positive inside), and +-2 also says
+    that the edge is top-left (owns centres exactly on it). Columns rather than [F, 3] arrays: shuffles along a
+    size-3 minor axis are slow on XLA:CPU."""
     start_x: tuple
     start_y: tuple
-    dir_x_hi: tuple
-    dir_x_lo: tuple
-    dir_y_hi: tuple
-    dir_y_lo: tuple
-    inward: tuple
-    top_left: tuple
+    dir_x: tuple
+    dir_y: tuple
+    rule: tuple
 
 
 def face_table(pixels, depth, faces, near):
-    """pixels [V, 2], depth [V], faces [F, 3] -> (FaceTable, keep [F] bool, face_xy [F, 3, 2], face_z [F, 3]).
-    keep is False for faces dropped: a vertex at z <= near, zero area, or non-finite positions. Works in float32
-    whatever the input (the edge functions' exactness argument needs it)."""
-    corners = jnp.concatenate([pixels, depth[:, None]], axis=1).astype(jnp.float32)[faces]  # one gather
-    face_xy, face_z = corners[..., :2], corners[..., 2]
-    next_xy = jnp.roll(face_xy, -1, axis=1)
-    forward = faces < jnp.roll(faces, -1, axis=1)  # [F, 3], edge i runs from vertex i to vertex i + 1
-    start = jnp.where(forward[..., None], face_xy, next_xy)
-    direction = jnp.where(forward[..., None], next_xy - face_xy, face_xy - next_xy)
-    dir_hi, dir_lo = _split(direction)
-    sign = jnp.where(forward, 1.0, -1.0).astype(jnp.float32)
-    orient = jnp.sign(sign[:, 0] * _edge_function(start[:, 0, 0], start[:, 0, 1], dir_hi[:, 0, 0], dir_lo[:, 0, 0],
-                                                  dir_hi[:, 0, 1], dir_lo[:, 0, 1], face_xy[:, 2, 0],
-                                                  face_xy[:, 2, 1]))
-    keep = jnp.all(face_z > near, axis=1) & (orient != 0) & jnp.all(jnp.isfinite(face_xy), axis=(1, 2))
-    inward = sign * orient[:, None]
-    oriented = direction * inward[..., None]
-    top_left = (oriented[..., 1] < 0) | ((oriented[..., 1] == 0) & (oriented[..., 0] > 0))
-    per_edge = lambda a: tuple(a[:, i] for i in range(3))  # noqa: E731
-    table = FaceTable(per_edge(start[..., 0]), per_edge(start[..., 1]), per_edge(dir_hi[..., 0]),
-                      per_edge(dir_lo[..., 0]), per_edge(dir_hi[..., 1]), per_edge(dir_lo[..., 1]),
-                      per_edge(inward), per_edge(top_left))
-    return table, keep, face_xy, face_z
+    """pixels [V, 2], depth [V], faces [F, 3] -> (FaceTable, keep [F] bool, (xs, ys, zs)), where xs, ys, zs are
+    the corners' screen x, y and camera z, three [F] arrays each. keep is False for faces dropped: a vertex at
+    z <= near, zero area, or non-finite positions. Works in float32 whatever the input (the edge functions'
+    exactness argument needs it)."""
+    idx = [faces[:, i] for i in range(3)]
+    xs, ys, zs = ([column.astype(jnp.float32)[i] for i in idx] for column in (pixels[:, 0], pixels[:, 1], depth))
+    fields = {name: [] for name in ("start_x", "start_y", "dir_x", "dir_y", "sign")}
+    for i in range(3):
+        j = (i + 1) % 3
+        forward = idx[i] < idx[j]
+        fields["start_x"].append(jnp.where(forward, xs[i], xs[j]))
+        fields["start_y"].append(jnp.where(forward, ys[i], ys[j]))
+        fields["dir_x"].append(jnp.where(forward, xs[j] - xs[i], xs[i] - xs[j]))
+        fields["dir_y"].append(jnp.where(forward, ys[j] - ys[i], ys[i] - ys[j]))
+        fields["sign"].append(jnp.where(forward, 1.0, -1.0).astype(jnp.float32))
+    # The face's orientation: the sign of edge 0's function at vertex 2, in the same arithmetic as the tests.
+    orient = materialize(jnp.sign(fields["sign"][0] * _edge_function(
+        fields["start_x"][0], fields["start_y"][0], fields["dir_x"][0], fields["dir_y"][0], xs[2], ys[2])))
+    finite = jnp.isfinite(xs[0] + xs[1] + xs[2] + ys[0] + ys[1] + ys[2])
+    keep = (zs[0] > near) & (zs[1] > near) & (zs[2] > near) & (orient != 0) & finite
+    rule = []
+    for dx, dy, sign in zip(fields["dir_x"], fields["dir_y"], fields["sign"]):
+        inward = sign * orient
+        top_left = (dy * inward < 0) | ((dy == 0) & (dx * inward > 0))
+        rule.append(jnp.where(top_left, 2.0 * inward, inward))
+    table = FaceTable(*(tuple(fields[name]) for name in ("start_x", "start_y", "dir_x", "dir_y")), tuple(rule))
+    return materialize((table, keep)) + ((tuple(xs), tuple(ys), tuple(zs)),)
 
 
 def _split(x):
@@ -113,12 +129,14 @@ def _split(x):
     return hi, x - hi
 
 
-def _edge_function(start_x, start_y, dir_x_hi, dir_x_lo, dir_y_hi, dir_y_lo, x, y):
+def _edge_function(start_x, start_y, dir_x, dir_y, x, y):
     """dir_x (y - start_y) - dir_y (x - start_x), evaluated so that the float32 result depends only on the inputs,
     never on whether the compiler fuses multiply-adds (FMA) in this kernel or that one: every product is of two
-    12-bit halves, hence exact, so each fused or unfused multiply-add rounds the same exact value once, and the
-    order of the sums is fixed. Two faces sharing an edge (and evaluated in different loops) thus agree to the
+    12-bit halves (_split), hence exact, so a fused or unfused multiply-add rounds the same exact value once, and
+    the order of the sums is fixed. Two faces sharing an edge (evaluated in different loops) thus agree to the
     bit, which the fill rule's exactly-once coverage relies on."""
+    dir_x_hi, dir_x_lo = _split(dir_x)
+    dir_y_hi, dir_y_lo = _split(dir_y)
     rel_y_hi, rel_y_lo = _split(y - start_y)
     rel_x_hi, rel_x_lo = _split(x - start_x)
     return (((dir_x_hi * rel_y_hi - dir_y_hi * rel_x_hi) + (dir_x_hi * rel_y_lo - dir_y_hi * rel_x_lo))
@@ -132,28 +150,33 @@ def candidate_hits(table, px, py):
     cy = py.astype(jnp.float32) + 0.5
     inside, edges = True, []
     for i in range(3):
-        sx, sy, dxh, dxl, dyh, dyl, sign, top_left = (field[i][:, None] for field in table)
-        edge = sign * _edge_function(sx, sy, dxh, dxl, dyh, dyl, cx, cy)
-        inside = inside & ((edge > 0) | ((edge == 0) & top_left))
+        sx, sy, dx, dy, rule = (field[i][:, None] for field in table)
+        canonical = _edge_function(sx, sy, dx, dy, cx, cy)
+        edge = jnp.where(rule > 0, canonical, -canonical)
+        inside = inside & ((edge > 0) | ((edge == 0) & (jnp.abs(rule) > 1.5)))
         edges.append(edge)
     # Vertex i's weight is the edge function of the edge opposite it (edge i + 1).
     return inside, (edges[1], edges[2], edges[0])
 
 
-def _depth_keys(face_z, keep, bits):
-    """face_z [F, 3] -> per vertex of each face the float z-buffer key value in [0, 2**(31 - bits) - 1]
-    (nearer = smaller; affine in screen space because 1/z is), as a tuple of three [F] arrays."""
-    inv_z = 1.0 / jnp.where(keep[:, None], face_z, 1.0)
+def _depth_keys(corners, keep, bits):
+    """Per face and vertex, the z-buffer key value in [0, 2**(31 - bits) - 1] (nearer = smaller; affine in screen
+    space because 1/z is), divided by the face's doubled screen area so that a candidate's value is its edge
+    weights' dot product with these, without a division per candidate. corners: (xs, ys, zs) as from face_table.
+    Returns (three [F] arrays, number of levels)."""
+    xs, ys, zs = corners
+    inv_z = [1.0 / jnp.where(keep, z, 1.0) for z in zs]
     levels = 2.0 ** (31 - bits) - 1.0
-    far_inv = jnp.min(jnp.where(keep[:, None], inv_z, jnp.inf))
-    near_inv = jnp.max(jnp.where(keep[:, None], inv_z, -jnp.inf))
+    far_inv = jnp.min(jnp.where(keep, jnp.minimum(jnp.minimum(inv_z[0], inv_z[1]), inv_z[2]), jnp.inf))
+    near_inv = jnp.max(jnp.where(keep, jnp.maximum(jnp.maximum(inv_z[0], inv_z[1]), inv_z[2]), -jnp.inf))
     scale = levels / jnp.maximum(near_inv - far_inv, 1e-30)
-    values = jnp.where(keep[:, None], (near_inv - inv_z) * scale, 0.0)
-    return tuple(values[:, i] for i in range(3)), levels
+    area2 = jnp.abs((xs[1] - xs[0]) * (ys[2] - ys[0]) - (ys[1] - ys[0]) * (xs[2] - xs[0]))
+    per_area = scale / jnp.where(keep & (area2 > 0), area2, 1.0)
+    return tuple(jnp.where(keep, (near_inv - value) * per_area, 0.0) for value in inv_z), levels
 
 
 @functools.partial(jax.jit, static_argnames=("height", "width", "tile_size", "chunk_size"))
-def rasterize_face_index(vertices, faces, K, R, t, height, width, near=1e-2, tile_size=3, chunk_size=None):
+def rasterize_face_index(vertices, faces, K, R, t, height, width, near=1e-2, tile_size=1, chunk_size=None):
     """The visible face per pixel only (what part labels and silhouettes need): [H, W] int32, -1 background.
     Arguments as rasterize."""
     _check_mesh(vertices, faces)
@@ -164,14 +187,14 @@ def rasterize_face_index(vertices, faces, K, R, t, height, width, near=1e-2, til
 
 def _face_index(pixels, depth, faces, height, width, near, tile_size, chunk_size):
     bits = face_bits(faces.shape[0])
-    table, keep, face_xy, face_z = face_table(pixels, depth, faces, near)
-    key_values, levels = _depth_keys(face_z, keep, bits)
-    boxes = tiles.pixel_boxes(face_xy, keep, height, width, tile_size)
+    table, keep, corners = face_table(pixels, depth, faces, near)
+    key_values, levels = _depth_keys(corners, keep, bits)
+    key_values, boxes = materialize((key_values, tiles.pixel_boxes(*corners[:2], keep, height, width, tile_size)))
 
     def visit(keys, face, data, px, py, valid):
         table, key_values = data
         inside, weights = candidate_hits(table, px, py)
-        value = sum(w * k[:, None] for w, k in zip(weights, key_values)) / sum(weights)
+        value = sum(w * k[:, None] for w, k in zip(weights, key_values))
         quantised = jnp.clip(jnp.floor(value), 0.0, levels).astype(jnp.int32)
         key = (quantised << bits) | face[:, None]
         target = jnp.where(valid & inside, py * width + px, height * width)
@@ -184,7 +207,7 @@ def _face_index(pixels, depth, faces, height, width, near, tile_size, chunk_size
 
 
 @functools.partial(jax.jit, static_argnames=("height", "width", "tile_size", "chunk_size"))
-def rasterize(vertices, faces, K, R, t, height, width, near=1e-2, tile_size=3, chunk_size=None):
+def rasterize(vertices, faces, K, R, t, height, width, near=1e-2, tile_size=1, chunk_size=None):
     """vertices [V, 3] world, faces [F, 3] int, K/R [3, 3], t [3], near (world units) -> Fragments [H, W].
 
     tile_size: candidate pixels per tile side (static); chunk_size: extra tiles per loop step (static; default
@@ -219,13 +242,13 @@ def _fragments(face_index, pixels, depth, faces):
 
 
 @functools.partial(jax.jit, static_argnames=("height", "width", "tile_size", "chunk_size"))
-def coverage_count(vertices, faces, K, R, t, height, width, near=1e-2, tile_size=3, chunk_size=None):
+def coverage_count(vertices, faces, K, R, t, height, width, near=1e-2, tile_size=1, chunk_size=None):
     """How many faces cover each pixel centre under the fill rule, ignoring depth: [H, W] int32.
     A closed mesh seen from outside covers its silhouette an even number of times; a flat grid exactly once."""
     _check_mesh(vertices, faces)
     pixels, depth = project(vertices, K, R, t)
-    table, keep, face_xy, _ = face_table(pixels, depth, faces, near)
-    boxes = tiles.pixel_boxes(face_xy, keep, height, width, tile_size)
+    table, keep, corners = face_table(pixels, depth, faces, near)
+    boxes = tiles.pixel_boxes(*corners[:2], keep, height, width, tile_size)
 
     def visit(counts, face, table, px, py, valid):
         inside, _ = candidate_hits(table, px, py)
@@ -237,7 +260,7 @@ def coverage_count(vertices, faces, K, R, t, height, width, near=1e-2, tile_size
     return counts.reshape(height, width)
 
 
-def rasterize_batch(vertices, faces, K, R, t, height, width, near=1e-2, tile_size=3, chunk_size=None,
+def rasterize_batch(vertices, faces, K, R, t, height, width, near=1e-2, tile_size=1, chunk_size=None,
                     face_index_only=False, batch_chunk=None):
     """rasterize (or rasterize_face_index) over B meshes. vertices [B, V, 3]; K, R [3, 3] shared or [B, 3, 3];
     t [3] or [B, 3]. Returns Fragments with a leading [B] (or face_index [B, H, W]).

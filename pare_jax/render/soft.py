@@ -58,7 +58,8 @@ def _soft_terms(face_xy, sigma, px, py):
 
 def _boxes(face_xy, sigma, keep, cutoff, height, width, tile_size):
     margin = jnp.sqrt(cutoff * jax.lax.stop_gradient(sigma))
-    return tiles.pixel_boxes(face_xy, keep, height, width, tile_size, margin=margin)
+    xs, ys = ([face_xy[:, i, k] for i in range(3)] for k in range(2))
+    return tiles.pixel_boxes(xs, ys, keep, height, width, tile_size, margin=margin)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
