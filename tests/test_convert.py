@@ -285,7 +285,7 @@ def test_lightning_checkpoint_converts_end_to_end(tmp_path):
     assert convert_main([str(tmp_path / "pare.ckpt"), str(tmp_path / "flax")]) == 0
     model = load_model(str(tmp_path / "flax"))
     assert model.config.backbone == "resnet_tiny" and model.config.part_supervision == "parts"
-    x = rand(1, 64, 64, 3, seed=2)
+    x = rand(2, 64, 64, 3, seed=2)
     with jax.default_matmul_precision("highest"):
         assert_outputs_match(predict(model, None, jnp.asarray(x)), torch_outputs(net, x))
     with pytest.raises(FileExistsError, match="--overwrite"):

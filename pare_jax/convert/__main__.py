@@ -6,14 +6,17 @@ Orbax weights directory (see weights.py). Unused or missing tensors stop the con
 import argparse
 import sys
 
-from pare_jax.convert.converter import SOURCES, _BACKBONE_ONLY, convert_state_dict, infer_config
+from pare_jax.convert.converter import SOURCES, convert_state_dict, default_backbone, infer_config
 from pare_jax.convert.torch_files import load_state_dict
 from pare_jax.convert.weights import save_weights
 from pare_jax.models import CHOICES, ModelConfig
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m pare_jax.convert", description=__doc__.splitlines()[2])
+    parser = argparse.ArgumentParser(
+        prog="python -m pare_jax.convert",
+        description="Convert a PyTorch checkpoint (the authors' PARE/HMR model, or a backbone initialisation: "
+                    "HRNet-W32 COCO pose, torchvision ResNet-50) into a Flax/Orbax weights directory.")
     parser.add_argument("checkpoint", help="authors' .ckpt / state-dict .pth, or a backbone's .pth")
     parser.add_argument("out_dir", help="weights directory to write (must not exist unless --overwrite)")
     parser.add_argument("--source", choices=SOURCES, default="pare")
@@ -34,7 +37,7 @@ def main(argv=None):
     if args.source == "pare":
         config = infer_config(state_dict, **options)
     else:
-        options["backbone"] = options["backbone"] or _BACKBONE_ONLY[args.source][0]
+        options["backbone"] = options["backbone"] or default_backbone(args.source)
         config = ModelConfig.from_mapping({k: v for k, v in options.items() if v is not None})
     weights = convert_state_dict(state_dict, config, args.source)
     contents = "full" if args.source == "pare" else "backbone"

@@ -25,6 +25,11 @@ _BACKBONE_ONLY = {
 }
 
 
+def default_backbone(source):
+    """The backbone a backbone-only source holds."""
+    return _BACKBONE_ONLY[source][0]
+
+
 def _family(backbone):
     return "hrnet" if backbone.startswith("hrnet") else "resnet"
 
@@ -63,7 +68,7 @@ def infer_config(state_dict, **overrides):
 
 @functools.lru_cache(maxsize=8)
 def mapping_for(config: ModelConfig):
-    """torch_mapping of the abstract model of `config` (cached: building HRNet-W32 takes seconds)."""
+    """torch_mapping of the abstract model of `config` (cached: mapping HRNet-W32 takes a second)."""
     return torch_mapping(abstract_model(config))
 
 

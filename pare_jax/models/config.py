@@ -7,6 +7,7 @@ The keys of ModelConfig are what a config file's `config.model` holds, e.g.
 import dataclasses
 import os
 
+import jax
 import numpy as np
 
 from smpl_jax.rotations import axis_angle_to_matrix, matrix_to_rot6d
@@ -85,8 +86,9 @@ def load_mean_params(path):
             raise ValueError(f"{path}: missing arrays {sorted(missing)} (expected pose, shape, cam as in SPIN's "
                              f"smpl_mean_params.npz); found {data.files}")
         pose, shape, cam = (np.asarray(data[k], np.float32).reshape(-1) for k in ("pose", "shape", "cam"))
-    if pose.size == 72:
-        pose = np.asarray(matrix_to_rot6d(axis_angle_to_matrix(pose.reshape(24, 3))), np.float32).reshape(-1)
+    if pose.size == 72:  # one jitted call: op by op, each op would compile on its own
+        to_6d = jax.jit(lambda aa: matrix_to_rot6d(axis_angle_to_matrix(aa)))
+        pose = np.asarray(to_6d(pose.reshape(24, 3)), np.float32).reshape(-1)
     if pose.size != 144 or shape.size != 10 or cam.size != 3:
         raise ValueError(f"{path}: pose must have 144 (6D) or 72 (axis-angle) values, shape 10, cam 3; got "
                          f"{pose.size}, {shape.size}, {cam.size}")

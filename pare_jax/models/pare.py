@@ -66,10 +66,16 @@ def build_model(config, *, rngs):
 
 def abstract_model(config):
     """The model with jax.ShapeDtypeStruct leaves instead of arrays: for shapes, conversion, jax.eval_shape.
+    Cached per config: treat it as read-only.
 
-    Built with zero-filled weights and then made abstract, rather than under nnx.eval_shape: there, every
+    Built eagerly with shape-only initializers (layers.shape_only_init), not under nnx.eval_shape: there, every
     nnx.Rngs draw updates a traced counter, and in this jax / flax version each such update builds an error
     message that scans the whole trace (11 s for HRNet-W32 instead of 0.5 s)."""
+    return _abstract_model(ModelConfig.from_mapping(config))
+
+
+@functools.lru_cache(maxsize=8)
+def _abstract_model(config):
     with shape_only_init():
         graphdef, state = nnx.split(build_model(config, rngs=nnx.Rngs(0)))
     return nnx.merge(graphdef, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state))
@@ -110,7 +116,8 @@ def predict(model, body, images, dtype="float32"):
     """Jitted inference. model: a PareModel or inference_split(model); body: smpl_jax.SMPL with the SPIN
     extra regressor, or None for the head outputs only; images [N, H, W, 3] ImageNet-normalised.
     dtype="bfloat16" computes the network in bfloat16 (parameters stay float32; outputs are float32).
-    Returns the dict of PareModel.__call__."""
+    Returns the dict of PareModel.__call__. Splitting (and folding) a model costs about a second for HRNet-W32:
+    in a loop, call inference_split(model) once and pass its result."""
     graphdef, state = inference_split(model) if isinstance(model, nnx.Module) else model
     _check_images(images)
     return _predict(graphdef, state, body, images, jnp.dtype(dtype).name)
@@ -120,7 +127,9 @@ def predict(model, body, images, dtype="float32"):
 def _predict(graphdef, state, body, images, dtype_name):
     compute = jnp.dtype(dtype_name)
     state = jax.tree.map(lambda x: x.astype(compute) if jnp.issubdtype(x.dtype, jnp.floating) else x, state)
-    model = nnx.merge(graphdef, state)
+    # inference mode even for a (graphdef, state) split from a model in training mode
+    model = nnx.view(nnx.merge(graphdef, state), use_running_average=True, deterministic=True,
+                     raise_if_not_found=False)
     out = model.head(model.backbone(images.astype(compute)))
     out = {k: v.astype(jnp.float32) for k, v in out.items()}
     if body is not None:
