@@ -223,7 +223,8 @@ def upsample_nearest(x, factor):
 
 def max_pool_3x3_stride2(x):
     """PyTorch's MaxPool2d(3, stride 2, padding 1): padding never wins the max. x [N, H, W, C]."""
-    return jax.lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
+    # A Python-scalar -inf init lets JAX recognise a max-pool, which is differentiable; an array init is not.
+    return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 2, 2, 1),
                                  ((0, 0), (1, 1), (1, 1), (0, 0)))
 
 
