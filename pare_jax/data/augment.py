@@ -77,7 +77,7 @@ class AugmentConfig:
 def sample_params(key, config, crop_active):
     """key: [2] int64 stateless seed; crop_active: scalar bool tensor. Returns a dict of scalar/small tensors:
     flip, angle (radians), scale, centre [2], color [3], occluders (index [M], centre [M, 2] in output pixels
-    per unit out_size, side [M] per unit out_size, active [M])."""
+    per unit out_size, side [M] per unit out_size, active [M]: the first 1-7 slots, or none)."""
     keys = tf.random.experimental.stateless_split(tf.cast(key, tf.int64), num=12)
     uniform = lambda i, shape=(), lo=0.0, hi=1.0: tf.random.stateless_uniform(shape, keys[i], lo, hi)  # noqa
     flip = uniform(0) < config.flip_prob
@@ -216,39 +216,37 @@ def occlude(image, params, bank, out_size):
     """Paste the active occluders of params. image [H, W, 3] float 0..255, bank [N, O, O, 4] float32 (RGB 0..255,
     alpha 0..1). Returns (image, coverage [H, W] = 1 - prod(1 - alpha)).
     Each occluder is resampled and composited on its own patch only and written back with a scatter: whole-crop
-    arithmetic per occluder would cost more than everything else in the pipeline. Inactive slots cost nothing."""
-    coverage = tf.zeros((out_size, out_size))
-    for k in range(params["occluder_active"].shape[0]):
-        image, coverage = tf.cond(params["occluder_active"][k],
-                                  lambda k=k, i=image, c=coverage: _paste(i, c, params, k, bank, out_size),
-                                  lambda i=image, c=coverage: (i, c))
+    arithmetic per occluder would cost more than everything else in the pipeline. Active slots come first
+    (sample_params), so a loop over them skips the rest; its body is traced once."""
+    count = tf.reduce_sum(tf.cast(params["occluder_active"], tf.int32))
+    _, image, coverage = tf.while_loop(
+        lambda k, *_: k < count,
+        lambda k, image, coverage: (k + 1,) + _paste(image, coverage, params, k, bank, out_size),
+        (tf.constant(0), image, tf.zeros((out_size, out_size))))
     return image, coverage
 
 
 def _paste(image, coverage, params, k, bank, out_size):
+    """Composite occluder slot k. Its centre lies inside the crop, so its patch is never empty."""
     num, canvas = tf.shape(bank)[0], tf.cast(tf.shape(bank)[1], tf.float32)
     side = params["occluder_side"][k] * out_size
     corner = params["occluder_centre"][k] * out_size - side / 2.0
-    low = tf.clip_by_value(tf.cast(tf.floor(corner), tf.int32), 0, out_size)  # (x, y) of the patch
-    high = tf.clip_by_value(tf.cast(tf.math.ceil(corner + side), tf.int32) + 1, low, out_size)
-
-    def patch():
-        # Output pixel q (centre q + 0.5) sits at canvas index (q + 0.5 - corner) * zoom - 0.5.
-        zoom = canvas / side
-        start = (tf.cast(low, tf.float32) + 0.5 - corner) * zoom - 0.5
-        end = start + zoom * tf.cast(high - low - 1, tf.float32)
-        box = tf.stack([start[1], start[0], end[1], end[0]]) / (canvas - 1.0)
-        rgba = tf.image.crop_and_resize(bank[params["occluder_index"][k] % num][None], box[None],
-                                        tf.zeros(1, tf.int32), high[::-1] - low[::-1])[0]
-        rows, cols = tf.meshgrid(tf.range(low[1], high[1]), tf.range(low[0], high[0]), indexing="ij")
-        where = tf.stack([rows, cols], axis=-1)
-        alpha = rgba[..., 3:]
-        region = image[low[1]:high[1], low[0]:high[0]]
-        covered = coverage[low[1]:high[1], low[0]:high[0]]
-        return (tf.tensor_scatter_nd_update(image, where, region * (1.0 - alpha) + rgba[..., :3] * alpha),
-                tf.tensor_scatter_nd_update(coverage, where, 1.0 - (1.0 - covered) * (1.0 - alpha[..., 0])))
-
-    return tf.cond(tf.reduce_all(high > low), patch, lambda: (image, coverage))
+    low = tf.clip_by_value(tf.cast(tf.floor(corner), tf.int32), 0, out_size - 1)  # (x, y) of the patch
+    high = tf.clip_by_value(tf.cast(tf.math.ceil(corner + side), tf.int32) + 1, low + 1, out_size)
+    # Output pixel q (centre q + 0.5) sits at canvas index (q + 0.5 - corner) * zoom - 0.5.
+    zoom = canvas / side
+    start = (tf.cast(low, tf.float32) + 0.5 - corner) * zoom - 0.5
+    end = start + zoom * tf.cast(high - low - 1, tf.float32)
+    box = tf.stack([start[1], start[0], end[1], end[0]]) / (canvas - 1.0)
+    rgba = tf.image.crop_and_resize(bank[params["occluder_index"][k] % num][None], box[None],
+                                    tf.zeros(1, tf.int32), high[::-1] - low[::-1])[0]
+    rows, cols = tf.meshgrid(tf.range(low[1], high[1]), tf.range(low[0], high[0]), indexing="ij")
+    where = tf.stack([rows, cols], axis=-1)
+    alpha = rgba[..., 3:]
+    region = image[low[1]:high[1], low[0]:high[0]]
+    covered = coverage[low[1]:high[1], low[0]:high[0]]
+    return (tf.tensor_scatter_nd_update(image, where, region * (1.0 - alpha) + rgba[..., :3] * alpha),
+            tf.tensor_scatter_nd_update(coverage, where, 1.0 - (1.0 - covered) * (1.0 - alpha[..., 0])))
 
 
 def apply(example, params, bank, out_size, normalize=True):

@@ -204,7 +204,7 @@ class PareSynthetic(_LocalBuilder):
         if self._scenes is None:
             from pare_jax.data import occluders, synthetic
             bank = occluders.make_occluder_bank(num=128, size=64, seed=self.builder_config.seed + 1)
-            self._scenes = synthetic.SceneRenderer(_load_body(self._body_source), bank)
+            self._scenes = synthetic.SceneRenderer(_load_body(self._body_source), bank, self._render_chunk)
         return self._scenes
 
     def _info(self):
@@ -229,8 +229,7 @@ class PareSynthetic(_LocalBuilder):
         scenes = self._scene_renderer()
         for start in range(0, num, self._render_chunk):
             indices = list(range(start, min(start + self._render_chunk, num)))
-            for example in scenes.crops(split, indices, config.seed, size, config.crop_margin,
-                                         pad_to=self._render_chunk):
+            for example in scenes.crops(split, indices, config.seed, size, config.crop_margin):
                 index = int(example["sample_index"])
                 example.update(image=schema.encode_jpeg(example["image"]),
                                part_map=schema.encode_png(example["part_map"]),

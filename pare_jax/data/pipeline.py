@@ -104,7 +104,8 @@ def train_dataset(mix, *, batch_size, seed, data_dir=None, split="train", out_si
     """Endless training batches from the datasets of `mix` ({name: ratio}; ratios are normalised) on this host.
 
     batch_size: per host (the global batch divided by the number of hosts). occluder_bank: [N, O, O, 4] uint8
-    RGBA (pare_jax.data.occluders; default: 256 procedural ones). split: the split read from every source.
+    RGBA (pare_jax.data.occluders), or the path of an .npz of RGBA cut-outs (e.g. the Pascal VOC objects you
+    extracted yourself); default: 256 procedural ones. split: the split read from every source.
     """
     if not mix or any(r <= 0 for r in mix.values()):
         raise ValueError(f"mix must map dataset names to positive ratios, got {mix!r}")
@@ -123,6 +124,8 @@ def train_dataset(mix, *, batch_size, seed, data_dir=None, split="train", out_si
     ds = sources[0] if len(sources) == 1 else tf.data.Dataset.sample_from_datasets(sources, weights, seed=mix_seed)
     bank = _bank(occluder_bank)
 
+    # Plain TensorFlow (explicit tf.cond), so autograph's slow source conversion is skipped when tracing.
+    @tf.autograph.experimental.do_not_convert
     def make_example(counter, example):
         counter = counter + start_step * batch_size
         step = counter // batch_size
@@ -136,8 +139,14 @@ def train_dataset(mix, *, batch_size, seed, data_dir=None, split="train", out_si
 
 
 def _bank(occluder_bank):
+    """None (procedural occluders), a path to the user's cut-outs (.npz), or a bank array -> float32 constant."""
     from pare_jax.data import occluders
-    bank = occluders.make_occluder_bank() if occluder_bank is None else np.asarray(occluder_bank)
+    if occluder_bank is None:
+        bank = occluders.make_occluder_bank()
+    elif isinstance(occluder_bank, (str, os.PathLike)):
+        bank = occluders.load_occluder_file(occluder_bank)
+    else:
+        bank = np.asarray(occluder_bank)
     if bank.ndim != 4 or bank.shape[-1] != 4 or bank.dtype != np.uint8:
         raise ValueError(f"occluder_bank must be uint8 [N, O, O, 4] RGBA, got {bank.dtype} {bank.shape}")
     rgba = bank.astype(np.float32)
@@ -163,6 +172,7 @@ def eval_dataset(name, *, batch_size, split="test", data_dir=None, out_size=224,
     ds = builder.as_dataset(split=host_split(split, index, count), shuffle_files=False, decoders=ENCODED)
     identity = augment.identity_params()
 
+    @tf.autograph.experimental.do_not_convert
     def make_example(example):
         decoded = dict(decode(example), dataset_index=tf.constant(0, tf.int32))
         return _finish(augment.apply(decoded, identity, None, out_size))

@@ -28,7 +28,8 @@ elbows bent by 30: poses near a relaxed stance are likelier than extremes, and e
 """
 import numpy as np
 
-from smpl_jax import rotations
+from scipy.spatial.transform import Rotation
+
 from smpl_jax.joints import SMPL_JOINT_NAMES
 
 # Left-side and central limits (degrees); right joints mirror them (y and z negated).
@@ -110,7 +111,7 @@ def sample_global_orient(rng, num, tilt_deg=10.0):
     pitch, roll = np.deg2rad(rng.normal(0.0, tilt_deg, (2, num)))
     upright = _axis_rotation(0, np.full(num, np.pi))
     R = upright @ _axis_rotation(2, roll) @ _axis_rotation(0, pitch) @ _axis_rotation(1, heading)
-    return np.asarray(rotations.matrix_to_axis_angle(R.astype(np.float32)), np.float32)
+    return Rotation.from_matrix(R).as_rotvec().astype(np.float32)  # numpy: no per-sample device round trip
 
 
 def sample_betas(rng, num, num_betas=10, clip=2.5):

@@ -34,12 +34,12 @@ def export(out_dir, body, num, seed=0, width=96, height=96, style="textured", na
     from pare_jax.data import occluders
     if style not in ("textured", "plain"):
         raise ValueError(f"style must be 'textured' or 'plain', got {style!r}")
-    scenes_renderer = synthetic.SceneRenderer(body, occluders.make_occluder_bank(32, 48, seed=seed + 1))
+    scenes_renderer = synthetic.SceneRenderer(body, occluders.make_occluder_bank(32, 48, seed=seed + 1), chunk)
     os.makedirs(os.path.join(out_dir, name, "images"), exist_ok=True)
     rows = []
     for start in range(0, num, chunk):
         indices = list(range(start, min(start + chunk, num)))
-        rows.extend(_export_chunk(scenes_renderer, out_dir, name, split, indices, seed, width, height, style, chunk))
+        rows.extend(_export_chunk(scenes_renderer, out_dir, name, split, indices, seed, width, height, style))
     arrays = {key: np.stack([r[key] for r in rows]) for key in rows[0]}
     path = os.path.join(out_dir, f"{name}_{split}.npz")
     fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".npz")
@@ -49,17 +49,18 @@ def export(out_dir, body, num, seed=0, width=96, height=96, style="textured", na
     return path
 
 
-def _export_chunk(scenes_renderer, out_dir, name, split, indices, seed, width, height, style, chunk):
+def _export_chunk(scenes_renderer, out_dir, name, split, indices, seed, width, height, style):
     rngs = [synthetic.sample_rng(seed, split, i) for i in indices]
     scenes = [synthetic.sample_scene(rng) for rng in rngs]
     if style == "plain":
         for scene in scenes:
             scene.update(colors=np.full((24, 3), PLAIN_BODY, np.float32), ambient=np.float32(1.0))
     frames = [frame_box(rng, width, height) for rng in rngs]
-    boxes = [synthetic.person_box(v, rng) for v, rng in zip(scenes_renderer.vertices(scenes, chunk), rngs)]
+    posed = scenes_renderer.pose(scenes)
+    boxes = [synthetic.person_box(v, rng) for v, rng in zip(np.asarray(posed[0]), rngs)]
     K = np.stack([synthetic.box_camera(c, s, width, height, centre, side)
                   for (c, s), (side, centre) in zip(boxes, frames)])
-    rgb, alpha, _, _, joints = scenes_renderer.render(scenes, K, height, width, pad_to=chunk)
+    rgb, alpha, _, _, joints = scenes_renderer.render(scenes, posed, K, height, width)
     rows = []
     for i, index in enumerate(indices):
         if style == "plain":

@@ -110,11 +110,13 @@ def _render(body, vertices, K, vertex_colors, light, ambient, height, width):
 SURFACE_KEYPOINT_M = 0.01
 
 
-def self_occlusion_rule(body):
+def self_occlusion_rule(body, batch=1):
     """From the rest body: (tolerance [49] metres a keypoint may lie behind the visible surface, touches
-    [49, 25] bool: label (0 background, 1..24 parts) whose sight at its pixel counts as visible)."""
-    out = body(betas=jnp.zeros((1, body.num_betas)), joints="spin49")
-    vertices, joints = np.asarray(out.vertices[0]), np.asarray(out.joints[0])
+    [49, 25] bool: label (0 background, 1..24 parts) whose sight at its pixel counts as visible).
+    batch: rest bodies posed at once (the renderer's chunk, to reuse its compiled forward pass)."""
+    zeros = jnp.zeros((batch, 72), jnp.float32)
+    vertices, joints = posed_body(body, zeros, jnp.zeros((batch, 10), jnp.float32), zeros[:, :3])
+    vertices, joints = np.asarray(vertices[0]), np.asarray(joints[0])
     parts = np.asarray(body.vertex_parts())
     touches = np.zeros((len(joints), 25), bool)
     tolerance = np.zeros(len(joints), np.float32)
@@ -130,32 +132,35 @@ def self_occlusion_rule(body):
 
 class SceneRenderer:
     """Samples and renders synthetic scenes with one body (e.g. smpl_jax.load("open")) and an occluder bank
-    [N, O, O, 4] uint8 (occluders.make_occluder_bank)."""
+    [N, O, O, 4] uint8 (occluders.make_occluder_bank). chunk: at most this many scenes per call; fewer are
+    padded to it, so that every call reuses one compilation."""
 
-    def __init__(self, body, occluder_bank):
-        self.body, self.bank = body, occluder_bank
-        self.tolerance, self.touches = self_occlusion_rule(body)
+    def __init__(self, body, occluder_bank, chunk=16):
+        self.body, self.bank, self.chunk = body, occluder_bank, chunk
+        self.tolerance, self.touches = self_occlusion_rule(body, chunk)
         self.parts = np.asarray(body.vertex_parts())
 
-    def render(self, scenes, K, height, width, pad_to=None):
-        """Bodies of scenes (list of sample_scene dicts) through cameras K [N, 3, 3]. Returns numpy
-        rgb [N, H, W, 3], alpha [N, H, W], part labels [N, H, W] uint8, depth [N, H, W], joints [N, 49, 3].
-        pad_to: render this many (repeating the last scene) so that every chunk reuses one compilation."""
-        num, K = len(scenes), np.asarray(K)
-        extra = max((pad_to or num) - num, 0)
-        scenes, K = scenes + scenes[-1:] * extra, np.concatenate([K, np.repeat(K[-1:], extra, 0)])
+    def pose(self, scenes):
+        """Pose the scenes' bodies (list of 1..chunk sample_scene dicts), padded to the chunk with the last one.
+        Returns (vertices [chunk, V, 3], joints [chunk, 49, 3]) in camera axes, device arrays; take numpy
+        copies of the first len(scenes) rows for framing."""
+        if not 0 < len(scenes) <= self.chunk:
+            raise ValueError(f"pass 1 to {self.chunk} scenes per call (the renderer's chunk), got {len(scenes)}")
+        scenes = scenes + scenes[-1:] * (self.chunk - len(scenes))
         stack = lambda key: jnp.asarray(np.stack([s[key] for s in scenes]))  # noqa: E731
-        vertices, joints = posed_body(self.body, stack("pose"), stack("betas"), stack("transl"))
-        colors = jnp.asarray(np.stack([s["colors"][self.parts] for s in scenes]))
+        return posed_body(self.body, stack("pose"), stack("betas"), stack("transl"))
+
+    def render(self, scenes, posed, K, height, width):
+        """The posed bodies of scenes (from pose) through cameras K [N, 3, 3]. Returns numpy rgb [N, H, W, 3],
+        alpha [N, H, W], part labels [N, H, W] uint8, depth [N, H, W], joints [N, 49, 3]."""
+        num, K = len(scenes), np.asarray(K)
+        padded = scenes + scenes[-1:] * (self.chunk - num)
+        K = np.concatenate([K, np.repeat(K[-1:], self.chunk - num, 0)])
+        stack = lambda key: jnp.asarray(np.stack([s[key] for s in padded]))  # noqa: E731
+        colors = jnp.asarray(np.stack([s["colors"][self.parts] for s in padded]))
+        vertices, joints = posed
         out = _render(self.body, vertices, jnp.asarray(K), colors, stack("light"), stack("ambient"), height, width)
         return tuple(np.asarray(x)[:num] for x in out + (joints,))
-
-    def vertices(self, scenes, pad_to=None):
-        """[N, V, 3] camera-axes vertices of the scenes' bodies (for framing)."""
-        num = len(scenes)
-        scenes = scenes + scenes[-1:] * max((pad_to or num) - num, 0)
-        stack = lambda key: jnp.asarray(np.stack([s[key] for s in scenes]))  # noqa: E731
-        return np.asarray(posed_body(self.body, stack("pose"), stack("betas"), stack("transl"))[0])[:num]
 
     def compose(self, rng, rgb, alpha, occluder_plan):
         """Background + body + occluders for one picture. occluder_plan: list of (centre (x, y) px, side px).
@@ -168,13 +173,14 @@ class SceneRenderer:
             covered = np.maximum(covered, occ_alpha)
         return np.clip(np.round(image * 255), 0, 255).astype(np.uint8), covered
 
-    def crops(self, split, indices, seed, size, crop_margin, pad_to=None):
+    def crops(self, split, indices, seed, size, crop_margin):
         """Stored-crop examples (pare_jax.data.schema keys, minus imgname) for sample numbers `indices`."""
         rngs = [sample_rng(seed, split, i) for i in indices]
         scenes = [sample_scene(rng) for rng in rngs]
-        boxes = [person_box(v, rng) for v, rng in zip(self.vertices(scenes, pad_to), rngs)]
+        posed = self.pose(scenes)
+        boxes = [person_box(v, rng) for v, rng in zip(np.asarray(posed[0]), rngs)]
         K = np.stack([box_camera(c, s, size, size, (size / 2, size / 2), size / crop_margin) for c, s in boxes])
-        rgb, alpha, labels, depth, joints = self.render(scenes, K, size, size, pad_to)
+        rgb, alpha, labels, depth, joints = self.render(scenes, posed, K, size, size)
         examples = []
         for i, index in enumerate(indices):
             examples.append(self._crop_example(rngs[i], split, scenes[i], boxes[i], K[i], rgb[i], alpha[i],
