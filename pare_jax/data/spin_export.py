@@ -9,6 +9,7 @@ width x height frame, its box 60-90 % of the shorter side. style "textured": the
 background (value 26), so that tests can tell body pixels from background pixels after augmentation.
 """
 import argparse
+import io
 import os
 import sys
 import tempfile
@@ -42,11 +43,23 @@ def export(out_dir, body, num, seed=0, width=96, height=96, style="textured", na
         rows.extend(_export_chunk(scenes_renderer, out_dir, name, split, indices, seed, width, height, style))
     arrays = {key: np.stack([r[key] for r in rows]) for key in rows[0]}
     path = os.path.join(out_dir, f"{name}_{split}.npz")
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".npz")
-    os.close(fd)
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    _write_atomic(path, buffer.getvalue())
     return path
+
+
+def _write_atomic(path, data):
+    """Write to a temporary file beside path, then rename: an interrupted export leaves no half file."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the files from other users
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def _export_chunk(scenes_renderer, out_dir, name, split, indices, seed, width, height, style):
@@ -70,8 +83,7 @@ def _export_chunk(scenes_renderer, out_dir, name, split, indices, seed, width, h
             image, _ = scenes_renderer.compose(rngs[i], rgb[i], alpha[i], synthetic.occluder_plan(
                 rngs[i], split, np.zeros((0, 2)), np.asarray(frames[i][1]), frames[i][0]))
         imgname = f"images/{split}_{index:06d}.jpg"
-        with open(os.path.join(out_dir, name, imgname), "wb") as fh:
-            fh.write(encode_jpeg(image))
+        _write_atomic(os.path.join(out_dir, name, imgname), encode_jpeg(image))
         rows.append(_annotation(scenes[i], joints[i], K[i], frames[i], width, height, imgname, index))
     return rows
 
