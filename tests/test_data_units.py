@@ -80,6 +80,9 @@ def test_spin_npz_validation(tmp_path):
              part=np.zeros((2, 14, 3)))
     with pytest.raises(spin_format.SpinFormatError, match=r"'part' has shape \(2, 14, 3\), expected \(2, 24, 3\)"):
         spin_format.read_annotations(tmp_path / "bad.npz")
+    np.savez(tmp_path / "nobox.npz", imgname=names, center=np.ones((2, 2)), scale=np.array([1.0, 0.0]))
+    with pytest.raises(spin_format.SpinFormatError, match=r"1 rows have a non-positive.*rows \[1\]"):
+        spin_format.read_annotations(tmp_path / "nobox.npz")
     np.savez(tmp_path / "nokeys.npz", imgname=names)
     with pytest.raises(spin_format.SpinFormatError, match=r"missing required keys \['center', 'scale'\]"):
         spin_format.read_annotations(tmp_path / "nokeys.npz")

@@ -56,6 +56,10 @@ def read_annotations(npz_path):
         if key in raw and tuple(raw[key].shape) != (num,) + trailing:
             raise SpinFormatError(f"{npz_path}: '{key}' has shape {tuple(raw[key].shape)}, expected "
                                   f"{(num,) + trailing} (N = {num} from 'imgname')")
+    bad = np.nonzero(~(np.asarray(raw["scale"], np.float64) > 0) | ~np.isfinite(raw["center"]).all(-1))[0]
+    if len(bad):
+        raise SpinFormatError(f"{npz_path}: {len(bad)} rows have a non-positive or non-finite box (scale / center), "
+                              f"e.g. rows {bad[:10].tolist()}; drop them from the file")
     return _fill_defaults(raw, num)
 
 
