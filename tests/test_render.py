@@ -75,10 +75,11 @@ def pixel_space_camera():
     return np.eye(3, dtype=np.float32), np.eye(3, dtype=np.float32), np.zeros(3, np.float32)
 
 
-@pytest.mark.parametrize("jitter", [0.0, 0.3])
+@pytest.mark.parametrize("jitter", [0.0, 1e-3, 0.3])
 def test_grid_has_no_holes_and_no_double_hits(jitter):
     """A 12 x 10 grid of 3-pixel cells whose vertices sit on pixel centres, so that edges and vertices pass
-    exactly through centres (jitter 0), or a jittered version: every centre inside is covered exactly once."""
+    exactly through centres (jitter 0), nearly through them (1e-3 px), or anywhere near (0.3 px): every centre
+    inside is covered exactly once. Cells span 16 pixels, so most faces also go through the gather loop."""
     vertices, faces = padded(*shapes.grid_mesh(12, 10, x_range=(4.5, 40.5), y_range=(5.5, 35.5), depth=1.0),
                              num_vertices=256, num_faces=512)
     rng = np.random.default_rng(3)
@@ -89,6 +90,22 @@ def test_grid_has_no_holes_and_no_double_hits(jitter):
     # Top-left rule on the outer border: the left and top edges are in, the right and bottom edges are out.
     expected = ((centre_y >= 5.5) & (centre_y < 35.5))[:, None] & ((centre_x >= 4.5) & (centre_x < 40.5))[None]
     np.testing.assert_array_equal(counts, expected.astype(np.int32))
+
+
+def test_fan_around_a_pixel_centre_covers_it_once():
+    """Twelve triangles of irregular angles around a vertex on a pixel centre, and the same fan seen from behind
+    (reversed winding): each centre of the polygon is covered once, the shared vertex included."""
+    angles = np.sort(np.random.default_rng(5).uniform(0, 2 * np.pi, 12))
+    rim = np.stack([20.5 + 14 * np.cos(angles), 18.5 + 14 * np.sin(angles), np.ones(12)], axis=1)
+    vertices = np.concatenate([[[20.5, 18.5, 1.0]], rim])
+    faces = np.array([[0, 1 + i, 1 + (i + 1) % 12] for i in range(12)], np.int32)
+    for winding in (faces, faces[:, ::-1]):
+        counts = np.asarray(rasterize(*padded(vertices, winding, num_vertices=256, num_faces=512),
+                                      *pixel_space_camera(), near=0.5, function=render.coverage_count))
+        assert counts[18, 20] == 1 and counts.max() == 1
+        inner = reference.rasterize_reference(vertices, winding, *pixel_space_camera(), H, W, near=0.5)
+        covered, _, ambiguous = inner
+        np.testing.assert_array_equal((counts == 1)[~ambiguous], (covered >= 0)[~ambiguous])
 
 
 def test_closed_mesh_covers_silhouette_twice():
@@ -137,24 +154,24 @@ def test_barycentrics_reconstruct_the_surface_point():
     point = np.sum(np.asarray(frags.bary)[..., None] * corners, axis=-2)
     ys, xs = np.mgrid[0:H, 0:W] + 0.5
     np.testing.assert_allclose(point[hit, 2], np.asarray(frags.depth)[hit], rtol=1e-5)
-    np.testing.assert_allclose((point[..., 0] / point[..., 2] * K[0, 0] + K[0, 2])[hit], xs[hit], atol=1e-3)
+    np.testing.assert_allclose(point[hit, 0] / point[hit, 2] * K[0, 0] + K[0, 2], xs[hit], atol=1e-3)
+    np.testing.assert_allclose(point[hit, 1] / point[hit, 2] * K[1, 1] + K[1, 2], ys[hit], atol=1e-3)
 
 
-def test_batch_equals_per_item_and_labels_batch():
-    meshes = [random_mesh(seed) for seed in (10, 11, 12)]
+def test_batch_equals_per_item():
+    """Four meshes in chunks of two: vmap within a chunk, lax.map across chunks."""
+    meshes = [random_mesh(seed) for seed in (10, 11, 12, 13)]
     vertices = jnp.asarray(np.stack([v for v, _ in meshes]))
     faces = jnp.asarray(meshes[0][1])
-    translations = jnp.asarray([[0.0, 0.0, 3.0], [0.2, -0.1, 3.5], [-0.1, 0.1, 2.8]], jnp.float32)
-    single = [rasterize(vertices[i], faces, t=translations[i]) for i in range(3)]
-    batched = render.rasterize_batch(vertices, faces, K, R, translations, H, W, batch_chunk=3)  # vmap
-    for i in range(3):
-        np.testing.assert_array_equal(batched.face_index[i], single[i].face_index)
-        np.testing.assert_allclose(batched.depth[i], single[i].depth, rtol=1e-6)
+    translations = jnp.asarray([[0.0, 0.0, 3.0], [0.2, -0.1, 3.5], [-0.1, 0.1, 2.8], [0.0, 0.1, 3.1]])
+    batched = render.rasterize_batch(vertices, faces, K, R, translations, H, W, batch_chunk=2)
     vertex_parts = jnp.arange(48) % 24
-    labels = render.render_part_labels_batch(vertices, faces, vertex_parts, translations, K=K, height=H, width=W,
-                                             batch_chunk=1)  # lax.map
-    for i in range(3):
-        np.testing.assert_array_equal(labels[i], render.part_labels(single[i], faces, vertex_parts))
+    for i in range(4):
+        single = rasterize(vertices[i], faces, t=translations[i])
+        np.testing.assert_array_equal(batched.face_index[i], single.face_index)
+        np.testing.assert_allclose(batched.depth[i], single.depth, rtol=1e-6)
+        np.testing.assert_array_equal(render.part_labels(batched, faces, vertex_parts)[i],
+                                      render.part_labels(single, faces, vertex_parts))
 
 
 def test_pare_camera_renders_body_like_mesh():
@@ -169,16 +186,17 @@ def test_pare_camera_renders_body_like_mesh():
 def test_shading_is_lambertian_and_two_sided():
     vertices, faces = padded(*shapes.grid_mesh(2, 2, x_range=(-0.5, 0.5), y_range=(-0.5, 0.5)))
     vertices = jnp.asarray(vertices)
+    shade = jax.jit(render.shade, static_argnames=("smooth",))
     for faces_used in (faces, faces[:, ::-1]):  # both windings light the same way
         frags = rasterize(vertices, faces_used)
-        rgb, alpha = render.shade(frags, vertices, jnp.asarray(faces_used), R, T, light_dir=(0.0, 0.0, -1.0),
-                                  ambient=0.25, diffuse=0.5, face_colors=np.full((64, 3), 0.8, np.float32))
+        rgb, alpha = shade(frags, vertices, jnp.asarray(faces_used), R, T, light_dir=jnp.asarray([0.0, 0.0, -1.0]),
+                           ambient=0.25, diffuse=0.5, face_colors=np.full((64, 3), 0.8, np.float32))
         hit = np.asarray(frags.face_index) >= 0
         np.testing.assert_allclose(np.asarray(rgb)[hit], 0.8 * 0.75, atol=1e-5)
         assert (np.asarray(rgb)[~hit] == 0).all()
         np.testing.assert_array_equal(np.asarray(alpha), hit.astype(np.float32))
-    side_lit, _ = render.shade(frags, vertices, jnp.asarray(faces), R, T, light_dir=(1.0, 0.0, -1.0),
-                               ambient=0.0, diffuse=1.0, smooth=False)
+    side_lit, _ = shade(frags, vertices, jnp.asarray(faces), R, T, light_dir=jnp.asarray([1.0, 0.0, -1.0]),
+                        ambient=0.0, diffuse=1.0, smooth=False)
     expected = np.broadcast_to(np.asarray(render.shading.DEFAULT_COLOR) / np.sqrt(2), (hit.sum(), 3))
     np.testing.assert_allclose(np.asarray(side_lit)[hit], expected, atol=1e-5)
 

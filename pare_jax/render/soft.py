@@ -24,7 +24,7 @@ from pare_jax.render import tiles
 from pare_jax.render.raster import _check_mesh, project
 
 
-def soft_silhouette(vertices, faces, K, R, t, height, width, sigma=1.0, near=1e-2, cutoff=16.0, tile_size=8,
+def soft_silhouette(vertices, faces, K, R, t, height, width, sigma=1.0, near=1e-2, cutoff=16.0, tile_size=6,
                     chunk_size=None):
     """vertices [V, 3] world, faces [F, 3], K/R [3, 3], t [3] -> soft mask [H, W] in [0, 1].
     sigma: blur in pixel^2 (> 0); cutoff: terms below exp(-cutoff) are skipped; tile_size, chunk_size: speed
@@ -33,66 +33,74 @@ def soft_silhouette(vertices, faces, K, R, t, height, width, sigma=1.0, near=1e-
     if isinstance(sigma, (int, float)) and not sigma > 0:
         raise ValueError(f"sigma must be a positive blur in pixel^2, got {sigma}")
     pixels, depth = project(vertices, K, R, t)
-    face_xy = pixels[faces]
-    keep = jnp.all(depth[faces] > near, axis=1) & jnp.all(jnp.isfinite(face_xy), axis=(1, 2))
+    corners = tuple(tuple(pixels[:, k][faces[:, i]] for i in range(3)) for k in range(2))  # (xs, ys)
+    finite = jnp.isfinite(sum(corners[0]) + sum(corners[1]))
+    keep = (depth[faces[:, 0]] > near) & (depth[faces[:, 1]] > near) & (depth[faces[:, 2]] > near) & finite
     chunk = chunk_size or tiles.default_chunk_size(faces.shape[0]) * 4
-    energy = _coverage_energy(face_xy, jnp.asarray(sigma, face_xy.dtype), keep, jnp.asarray(cutoff, jnp.float32),
+    energy = _coverage_energy(corners, jnp.asarray(sigma, pixels.dtype), keep, jnp.asarray(cutoff, jnp.float32),
                               height, width, tile_size, chunk)
     return 1.0 - jnp.exp(-energy.reshape(height, width))
 
 
-def _soft_terms(face_xy, sigma, px, py):
-    """softplus(s d^2 / sigma) for faces face_xy [C, 3, 2] at pixel centres px, py [C, N] -> [C, N]."""
-    cx = px.astype(face_xy.dtype) + 0.5
-    cy = py.astype(face_xy.dtype) + 0.5
-    a = face_xy[:, None, :, :]  # [C, 1, 3, 2]
-    edge = jnp.roll(a, -1, axis=2) - a
-    rel_x, rel_y = cx[..., None] - a[..., 0], cy[..., None] - a[..., 1]  # [C, N, 3]
-    cross = edge[..., 0] * rel_y - edge[..., 1] * rel_x
-    inside = jnp.all(cross > 0, axis=-1) | jnp.all(cross < 0, axis=-1)
-    length2 = jnp.sum(edge * edge, axis=-1)
-    along = jnp.clip((rel_x * edge[..., 0] + rel_y * edge[..., 1]) / jnp.where(length2 > 0, length2, 1.0), 0, 1)
-    dist2 = jnp.min((rel_x - along * edge[..., 0]) ** 2 + (rel_y - along * edge[..., 1]) ** 2, axis=-1)
+def _soft_terms(corners, sigma, px, py):
+    """softplus(s d^2 / sigma) for faces with corners (xs, ys) (three [C] arrays each) at pixel centres px, py
+    [C, N] -> [C, N]. Per-edge columns: [C, N, 3]-shaped work is several times slower on XLA:CPU."""
+    xs, ys = ([value[:, None] for value in axis] for axis in corners)
+    cx = px.astype(xs[0].dtype) + 0.5
+    cy = py.astype(xs[0].dtype) + 0.5
+    crosses, dist2 = [], None
+    for i in range(3):
+        j = (i + 1) % 3
+        edge_x, edge_y = xs[j] - xs[i], ys[j] - ys[i]
+        rel_x, rel_y = cx - xs[i], cy - ys[i]
+        crosses.append(edge_x * rel_y - edge_y * rel_x)
+        length2 = edge_x * edge_x + edge_y * edge_y
+        along = jnp.clip((rel_x * edge_x + rel_y * edge_y) / jnp.where(length2 > 0, length2, 1.0), 0.0, 1.0)
+        to_edge = (rel_x - along * edge_x) ** 2 + (rel_y - along * edge_y) ** 2
+        dist2 = to_edge if dist2 is None else jnp.minimum(dist2, to_edge)
+    inside = ((crosses[0] > 0) & (crosses[1] > 0) & (crosses[2] > 0)) | (
+        (crosses[0] < 0) & (crosses[1] < 0) & (crosses[2] < 0))
     return jax.nn.softplus(jnp.where(inside, dist2, -dist2) / sigma)
 
 
-def _boxes(face_xy, sigma, keep, cutoff, height, width, tile_size):
+def _boxes(corners, sigma, keep, cutoff, height, width, tile_size):
     margin = jnp.sqrt(cutoff * jax.lax.stop_gradient(sigma))
-    xs, ys = ([face_xy[:, i, k] for i in range(3)] for k in range(2))
-    return tiles.pixel_boxes(xs, ys, keep, height, width, tile_size, margin=margin)
+    return tiles.pixel_boxes(*corners, keep, height, width, tile_size, margin=margin)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
-def _coverage_energy(face_xy, sigma, keep, cutoff, height, width, tile_size, chunk):
+def _coverage_energy(corners, sigma, keep, cutoff, height, width, tile_size, chunk):
     """sum_f softplus(s d^2 / sigma) per pixel: [H * W]."""
-    boxes = _boxes(face_xy, sigma, keep, cutoff, height, width, tile_size)
+    boxes = _boxes(corners, sigma, keep, cutoff, height, width, tile_size)
 
-    def visit(energy, face, xy, px, py, valid):
+    def visit(energy, face, face_corners, px, py, valid):
         target = jnp.where(valid, py * width + px, height * width)
-        return energy.at[target.reshape(-1)].add(_soft_terms(xy, sigma, px, py).reshape(-1), mode="drop")
+        terms = _soft_terms(face_corners, sigma, px, py)
+        return energy.at[target.reshape(-1)].add(terms.reshape(-1), mode="drop")
 
-    return tiles.fold_tiles(boxes, face_xy, tile_size, chunk, visit, jnp.zeros(height * width, face_xy.dtype))
+    return tiles.fold_tiles(boxes, corners, tile_size, chunk, visit, jnp.zeros(height * width, sigma.dtype))
 
 
-def _coverage_energy_fwd(face_xy, sigma, keep, cutoff, height, width, tile_size, chunk):
-    energy = _coverage_energy(face_xy, sigma, keep, cutoff, height, width, tile_size, chunk)
-    return energy, (face_xy, sigma, keep, cutoff)
+def _coverage_energy_fwd(corners, sigma, keep, cutoff, height, width, tile_size, chunk):
+    energy = _coverage_energy(corners, sigma, keep, cutoff, height, width, tile_size, chunk)
+    return energy, (corners, sigma, keep, cutoff)
 
 
 def _coverage_energy_bwd(height, width, tile_size, chunk, residuals, grad_energy):
-    face_xy, sigma, keep, cutoff = residuals
-    boxes = _boxes(face_xy, sigma, keep, cutoff, height, width, tile_size)
+    corners, sigma, keep, cutoff = residuals
+    boxes = _boxes(corners, sigma, keep, cutoff, height, width, tile_size)
 
-    def visit(grads, face, xy, px, py, valid):
-        grad_xy, grad_sigma = grads
-        _, pullback = jax.vjp(lambda xy, sigma: _soft_terms(xy, sigma, px, py), xy, sigma)
+    def visit(grads, face, face_corners, px, py, valid):
+        grad_corners, grad_sigma = grads
+        _, pullback = jax.vjp(lambda c, s: _soft_terms(c, s, px, py), face_corners, sigma)
         upstream = jnp.where(valid, grad_energy[jnp.clip(py * width + px, 0, height * width - 1)], 0.0)
-        d_xy, d_sigma = pullback(upstream)
-        return grad_xy.at[face].add(d_xy), grad_sigma + d_sigma
+        d_corners, d_sigma = pullback(upstream)
+        grad_corners = jax.tree.map(lambda total, d: total.at[face].add(d), grad_corners, d_corners)
+        return grad_corners, grad_sigma + d_sigma
 
-    init = (jnp.zeros_like(face_xy), jnp.zeros_like(sigma))
-    grad_xy, grad_sigma = tiles.fold_tiles(boxes, face_xy, tile_size, chunk, visit, init)
-    return grad_xy, grad_sigma, None, None
+    init = (jax.tree.map(jnp.zeros_like, corners), jnp.zeros_like(sigma))
+    grad_corners, grad_sigma = tiles.fold_tiles(boxes, corners, tile_size, chunk, visit, init)
+    return grad_corners, grad_sigma, None, None
 
 
 _coverage_energy.defvjp(_coverage_energy_fwd, _coverage_energy_bwd)
