@@ -1,12 +1,12 @@
 """Input pipeline throughput: training examples per second of the full augmented pipeline, next to the rate of
 reading the same records without augmentation.
 
-    python benchmarks/input_pipeline.py [--examples 64] [--batch 64] [--batches 30] [--size 224] [--threads N]
+    python benchmarks/input_pipeline.py [--examples 64] [--batch 64] [--batches 30] [--size 224]
 
 Builds a small synthetic dataset (pare_jax.data.builders.PareSynthetic, --size px boxes, stored with the 1.5
 margin) into a temporary folder first, then times, on the same records and in one run:
   read      tfds records -> decoded stored crop (JPEG) + part map (PNG), batched: the storage and decoding floor
-  eval      the evaluation pipeline: decode, resample the box to size x size, normalise, batch
+  eval      the evaluation map (pipeline.eval_example_fn): decode, resample the box to size x size, normalise
   train     the training pipeline: mixing, shuffling, decode, flip / rotation / scale / colour / 1-7 occluders /
             random crop (active), normalise, batch
 The target on a 16-core GPU host is about 1,500 training examples/s at 224 px (enough to feed a GPU).
@@ -46,16 +46,20 @@ def rate(iterator, batches, batch_size, warmup=3):
     return examples / (time.perf_counter() - start), (_cpu_seconds() - cpu) * 1000 / examples
 
 
-def read_rate(path, batches, batch_size):
-    """Records -> decoded stored crops and part maps, as the pipelines decode them (tfds's own cache of small
-    datasets, which holds decoded images, is switched off: real datasets do not fit in memory)."""
+def records(path):
+    """The stored records, endlessly, with encoded images (tfds's cache of small datasets is off: real datasets
+    do not fit in memory)."""
     import tensorflow_datasets as tfds
 
     from pare_jax.data import pipeline
+    return tfds.builder_from_directory(path).as_dataset(split="train", decoders=pipeline.ENCODED,
+                                                        read_config=tfds.ReadConfig(try_autocache=False)).repeat()
+
+
+def map_rate(path, function, batches, batch_size):
+    """Rate of records -> function (parallel map) -> batches; the records repeat without restarting."""
     from pare_jax.data.tensorflow_cpu import tf
-    ds = tfds.builder_from_directory(path).as_dataset(split="train", decoders=pipeline.ENCODED,
-                                                      read_config=tfds.ReadConfig(try_autocache=False))
-    ds = ds.repeat().map(pipeline.decode, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2)
+    ds = records(path).map(function, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(2)
     return rate(iter(ds), batches, batch_size)
 
 
@@ -65,31 +69,22 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--batches", type=int, default=30, help="timed batches per pipeline")
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--threads", type=int, default=0, help="tf.data private threadpool size (0: default)")
     args = parser.parse_args(argv)
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     from pare_jax.data import augment, pipeline
-    from pare_jax.data.tensorflow_cpu import tf
 
     with tempfile.TemporaryDirectory() as data_dir:
         start = time.perf_counter()
         path = build(data_dir, args.examples, args.size)
         print(f"built {args.examples} synthetic examples at {args.size} px in {time.perf_counter() - start:.0f} s")
 
-        def tuned(ds):
-            if args.threads:
-                options = tf.data.Options()
-                options.threading.private_threadpool_size = args.threads
-                ds = ds.with_options(options)
-            return iter(pipeline.as_numpy(ds))
-
         shard = {"process_index": 0, "process_count": 1}
-        eval_ds = pipeline.eval_dataset(path, split="train", batch_size=args.batch, out_size=args.size, **shard)
         train_ds = pipeline.train_dataset({path: 1.0}, batch_size=args.batch, seed=0, out_size=args.size,
                                           augment_config=augment.AugmentConfig(crop_start_step=0), **shard)
-        read = read_rate(path, args.batches, args.batch)
-        evaluation = rate(tuned(eval_ds.repeat()), args.batches, args.batch)
-        train = rate(tuned(train_ds), args.batches, args.batch)
+        read = map_rate(path, pipeline.decode, args.batches, args.batch)
+        # The evaluation map on endlessly repeated records (eval_dataset itself ends after one pass).
+        evaluation = map_rate(path, pipeline.eval_example_fn(args.size), args.batches, args.batch)
+        train = rate(iter(pipeline.as_numpy(train_ds)), args.batches, args.batch)
     cores = len(os.sched_getaffinity(0))
     print(f"{cores} cores (load average {os.getloadavg()[0]:.1f}), batch {args.batch}, {args.size} px")
     print("                          examples/s   CPU ms/example   examples/s per busy core")

@@ -170,6 +170,16 @@ def eval_dataset(name, *, batch_size, split="test", data_dir=None, out_size=224,
     sizes = [builder.info.splits[host_split(split, i, count)].num_examples for i in range(count)]
     num_batches = max(1, math.ceil(max(sizes) / batch_size))
     ds = builder.as_dataset(split=host_split(split, index, count), shuffle_files=False, decoders=ENCODED)
+    ds = ds.map(eval_example_fn(out_size), num_parallel_calls=num_parallel_calls, deterministic=True)
+    padding = tf.data.Dataset.from_tensors(
+        tf.nest.map_structure(lambda spec: tf.zeros(spec.shape, spec.dtype), ds.element_spec))
+    ds = ds.concatenate(padding.repeat(num_batches * batch_size - sizes[index]))
+    return _with_options(ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+
+
+def eval_example_fn(out_size):
+    """The evaluation map: stored record (decoders=ENCODED) -> one output example (the box resampled to
+    out_size, normalised; no augmentation)."""
     identity = augment.identity_params()
 
     @tf.autograph.experimental.do_not_convert
@@ -177,11 +187,7 @@ def eval_dataset(name, *, batch_size, split="test", data_dir=None, out_size=224,
         decoded = dict(decode(example), dataset_index=tf.constant(0, tf.int32))
         return _finish(augment.apply(decoded, identity, None, out_size))
 
-    ds = ds.map(make_example, num_parallel_calls=num_parallel_calls, deterministic=True)
-    padding = tf.data.Dataset.from_tensors(
-        tf.nest.map_structure(lambda spec: tf.zeros(spec.shape, spec.dtype), ds.element_spec))
-    ds = ds.concatenate(padding.repeat(num_batches * batch_size - sizes[index]))
-    return _with_options(ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+    return make_example
 
 
 def as_numpy(ds):
