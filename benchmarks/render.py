@@ -11,7 +11,8 @@ body by a random yaw in +-30 deg and places it at a random depth of 40-50 m (fil
 Ours: render_part_labels_batch, jitted, median of --repeats timed calls after a warm-up. Reference: the numpy
 float64 every-pixel-against-every-face rasterizer (pare_jax.render.reference) on --reference-rows evenly spaced
 rows of the first map, timed once and extrapolated to 224 rows; our labels are compared with it on those rows.
-Also reported: full Fragments (depth and barycentrics too) and the soft silhouette (sigma 1 px^2), ours only.
+Also reported, ours only: full Fragments (depth and barycentrics too) and the soft silhouette (sigma 1 px^2),
+forward and forward + gradient, on the first 8 maps.
 """
 import argparse
 import os
@@ -77,11 +78,14 @@ def measure(name, vertices, faces, parts, args):
     frags_fn = jax.jit(lambda v, t, f: render.rasterize_batch(v, f, K, eye, t, SIZE, SIZE).depth)
     soft_fn = jax.jit(jax.vmap(lambda v, t, f: render.soft_silhouette(v, f, K, eye, t, SIZE, SIZE, sigma=1.0),
                                in_axes=(0, 0, None)))
+    soft_grad_fn = jax.jit(jax.grad(lambda v, t, f: jnp.sum(soft_fn(v, t, f) ** 2)))
     ours = median_seconds(lambda: labels_fn(batch_vertices, translation, faces_j, parts_j), args.repeats) / args.batch
     frags = median_seconds(lambda: frags_fn(batch_vertices, translation, faces_j),
                            max(args.repeats // 2, 1)) / args.batch
     few = slice(0, min(args.batch, 8))
     soft = median_seconds(lambda: soft_fn(batch_vertices[few], translation[few], faces_j), 1) / (few.stop - few.start)
+    soft_grad = median_seconds(lambda: soft_grad_fn(batch_vertices[few], translation[few], faces_j), 1) / (
+        few.stop - few.start)
 
     rows = np.linspace(0, SIZE - 1, args.reference_rows).round().astype(int)
     start = time.perf_counter()
@@ -101,8 +105,9 @@ def measure(name, vertices, faces, parts, args):
     print(f"  ratio ours / reference       {reference_per_map / ours:10.0f}x")
     print(f"  agreement on those rows      {np.sum((got == expected) & checked)}/{checked.sum()} pixels "
           f"({(~checked).sum()} within 1e-3 px of an edge or tied in depth, not compared)")
-    print(f"  full Fragments (depth, bary) {1 / frags:10.1f} maps/s;  soft silhouette (sigma 1 px^2) "
-          f"{1 / soft:.1f} maps/s")
+    print(f"  full Fragments (depth, bary) {1 / frags:10.1f} maps/s")
+    print(f"  soft silhouette, sigma 1 px^2 {1 / soft:9.1f} maps/s forward, {1 / soft_grad:.1f} maps/s forward + "
+          f"gradient (batch of {few.stop})")
 
 
 def main():

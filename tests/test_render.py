@@ -146,6 +146,20 @@ def test_silhouette_and_depth_of_a_tilted_plane():
     assert (bary[hit] > -1e-5).all() and (bary[~hit] == 0).all()
 
 
+def test_depth_is_differentiable_in_the_vertices():
+    """A plane facing the camera at z = 3 + t_z: d(sum of depth)/d t_z = number of covered pixels, through the
+    vertices (visibility itself is piecewise constant)."""
+    vertices, faces = padded(*shapes.grid_mesh(2, 2, x_range=(-0.5, 0.5), y_range=(-0.5, 0.5)))
+
+    def depth_sum(shift):
+        frags = rasterize(jnp.asarray(vertices) + shift, faces)
+        return jnp.sum(frags.depth), jnp.sum(frags.face_index >= 0)
+
+    (_, covered), grad = jax.value_and_grad(depth_sum, has_aux=True)(jnp.zeros(3))
+    np.testing.assert_allclose(grad, [0.0, 0.0, float(covered)], atol=1e-2)
+    assert covered > 100
+
+
 def test_barycentrics_reconstruct_the_surface_point():
     vertices, faces = random_mesh(4)
     frags = rasterize(vertices, faces)

@@ -3,22 +3,29 @@
     frags = rasterize(vertices [V, 3], faces [F, 3], K [3, 3], R [3, 3], t [3], height, width)
     frags.face_index [H, W] int32 (-1 = background), frags.depth [H, W] (camera z, 0 = background),
     frags.bary [H, W, 3] perspective-correct barycentrics of faces[face_index] (0 = background)
+    face_index = rasterize_face_index(...same arguments...)        # [H, W] only: what part labels need
     rasterize_batch(vertices [B, V, 3], faces, K [3, 3] | [B, 3, 3], R [3, 3] | [B, 3, 3], t [3] | [B, 3], H, W)
 
 Camera: x_cam = R @ x_world + t, pixel = (K @ x_cam)[:2] / z_cam. PARE's label camera is K = [[5000, 0, 112],
-[0, 5000, 112], [0, 0, 1]], R = I, t = the body translation, at 224 x 224.
+[0, 5000, 112], [0, 0, 1]], R = I, t = the body translation, at 224 x 224 (maps.pare_label_camera).
 Conventions: pixel (x, y) is the square [x, x + 1) x [y, y + 1), sampled at its centre (x + 0.5, y + 0.5); image
 row = y. Both windings are drawn (no back-face culling). Faces with any vertex at z_cam <= near are DROPPED, not
 clipped (a body in front of the camera never has any); faces off the image cost nothing (boxes are clipped).
+
+How: every face visits the pixels of its bounding box (tiles.py) and tests their centres against its three edge
+functions; a hit is written with one scatter-min of an int32 key, (quantised depth) << face_bits | face, into
+a flat [H * W] buffer, so the nearest face wins and exact depth ties go to the lower face index. Depth is
+quantised to 31 - bit_length(F) bits over the mesh's own 1/z range (17 bits for SMPL's 13,776 faces: ~4 um at
+45 m for a 0.5 m deep body); faces closer than that in depth (interpenetrations) are ordered by face index.
+Depth and barycentrics in Fragments are then recomputed exactly at the pixel centre; they are differentiable
+with respect to the vertices (visibility is not: see soft.py for a differentiable silhouette).
+
 Fill rule: a centre exactly on an edge belongs to the face for which that edge is a top or left edge (the
-Direct3D rule), and shared edges are evaluated from the same canonical endpoint order in both faces, so
-a centre on an edge shared by two adjacent faces is covered exactly once (no holes, no double hits).
-Visibility: one scatter-min of an int32 key per candidate pixel, key = (quantised 1/z distance) << face_bits |
-face, so the nearest face wins and exact depth ties go to the lower face index. Depth is quantised to
-31 - bit_length(F) bits over the mesh's own 1/z range (17 bits for SMPL's 13,776 faces: ~4 um at 45 m for a
-0.5 m deep body); faces closer than that in depth (interpenetrations) are ordered by face index.
-Depth and barycentrics in Fragments are recomputed exactly at the pixel centre and are differentiable with
-respect to the vertices (visibility is not).
+Direct3D rule). Both faces of a shared edge evaluate its edge function from the same canonical endpoint (the
+lower vertex index) in arithmetic that no compiler fusing can change (_edge_function), so they get bit-identical
+values of opposite sign: a centre on or near a shared edge is covered by exactly one of them (no holes, no
+double hits; tested on grids through pixel centres). Where several edges meet at a vertex, rounding can still
+disagree for a centre within about 1e-6 px of two edges at once (float32, no snapping to a fixed-point grid).
 """
 import functools
 from typing import NamedTuple
@@ -179,7 +186,7 @@ def _depth_keys(corners, keep, bits):
 def rasterize_face_index(vertices, faces, K, R, t, height, width, near=1e-2, tile_size=1, chunk_size=None):
     """The visible face per pixel only (what part labels and silhouettes need): [H, W] int32, -1 background.
     Arguments as rasterize."""
-    _check_mesh(vertices, faces)
+    check_mesh(vertices, faces)
     pixels, depth = project(vertices, K, R, t)
     return _face_index(*jax.lax.stop_gradient((pixels, depth)), faces, height, width, near, tile_size,
                        chunk_size)
@@ -210,10 +217,10 @@ def _face_index(pixels, depth, faces, height, width, near, tile_size, chunk_size
 def rasterize(vertices, faces, K, R, t, height, width, near=1e-2, tile_size=1, chunk_size=None):
     """vertices [V, 3] world, faces [F, 3] int, K/R [3, 3], t [3], near (world units) -> Fragments [H, W].
 
-    tile_size: candidate pixels per tile side (static); chunk_size: extra tiles per loop step (static; default
-    a quarter of the faces). Both only change speed.
+    tile_size: pixels per tile side (static); chunk_size: left-over tiles per loop step (static; default an
+    eighth of the number of faces). Both only change speed (tiles.py).
     """
-    _check_mesh(vertices, faces)
+    check_mesh(vertices, faces)
     pixels, depth = project(vertices, K, R, t)
     face_index = _face_index(*jax.lax.stop_gradient((pixels, depth)), faces, height, width, near, tile_size,
                              chunk_size)
@@ -245,7 +252,7 @@ def _fragments(face_index, pixels, depth, faces):
 def coverage_count(vertices, faces, K, R, t, height, width, near=1e-2, tile_size=1, chunk_size=None):
     """How many faces cover each pixel centre under the fill rule, ignoring depth: [H, W] int32.
     A closed mesh seen from outside covers its silhouette an even number of times; a flat grid exactly once."""
-    _check_mesh(vertices, faces)
+    check_mesh(vertices, faces)
     pixels, depth = project(vertices, K, R, t)
     table, keep, corners = face_table(pixels, depth, faces, near)
     boxes = tiles.pixel_boxes(*corners[:2], keep, height, width, tile_size)
@@ -260,6 +267,8 @@ def coverage_count(vertices, faces, K, R, t, height, width, near=1e-2, tile_size
     return counts.reshape(height, width)
 
 
+@functools.partial(jax.jit, static_argnames=("height", "width", "tile_size", "chunk_size", "face_index_only",
+                                             "batch_chunk"))
 def rasterize_batch(vertices, faces, K, R, t, height, width, near=1e-2, tile_size=1, chunk_size=None,
                     face_index_only=False, batch_chunk=None):
     """rasterize (or rasterize_face_index) over B meshes. vertices [B, V, 3]; K, R [3, 3] shared or [B, 3, 3];
@@ -282,7 +291,8 @@ def rasterize_batch(vertices, faces, K, R, t, height, width, near=1e-2, tile_siz
                        batch_size=batch_chunk)
 
 
-def _check_mesh(vertices, faces):
+def check_mesh(vertices, faces):
+    """Raise a ValueError naming the problem unless vertices is [V, 3] and faces a non-empty int [F, 3]."""
     if vertices.ndim != 2 or vertices.shape[-1] != 3:
         raise ValueError(f"vertices must be [V, 3], got {vertices.shape}; batch with rasterize_batch / jax.vmap")
     if faces.ndim != 2 or faces.shape[-1] != 3 or not jnp.issubdtype(faces.dtype, jnp.integer):

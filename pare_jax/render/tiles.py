@@ -1,14 +1,22 @@
-"""Work lists of fixed-size pixel tiles that cover the triangles' pixel bounding boxes.
+"""Visiting the candidate pixels of every triangle: per-face pixel boxes cut into tiles, in two passes.
 
-Every rasterizing pass here (hard z-buffer, coverage counts, the soft silhouette and its gradient) visits the same
-kind of work: for each face, the pixels whose centres lie in its screen-space bounding box. Triangles of a body
-mesh at 224 px are a few pixels wide, so instead of testing every pixel against every triangle each face gets
-ceil(w / S) * ceil(h / S) tiles of S x S candidate pixels (S = tile_size, static). The tiles of all faces form one
-flat work list (face f owns slots [start_f, end_f)); a `lax.while_loop` walks it `chunk_size` slots at a time, so
-every step has static shapes [chunk_size, S * S] and a mesh with a few huge triangles costs more steps, not a
-different program. Boxes are clipped to the image first, so off-screen parts of triangles cost nothing.
+Every rasterizing pass here (hard z-buffer, coverage counts, the soft silhouette and its gradient) does the same
+kind of work: for each face, test the pixels whose centres lie in its screen-space bounding box. Triangles of a
+body mesh at 224 px are a few pixels wide, so instead of testing every pixel against every triangle (~700M tests
+per map) each face's box is cut into ceil(w / S) * ceil(h / S) tiles of S x S pixels (S = tile_size, static;
+1 for the hard rasterizer, where boxes hold 1-9 pixels) and only those are visited:
 
-Pixel (x, y) has its centre at (x + 0.5, y + 0.5) in pixel coordinates; image row = y.
+1. `aligned_tiles` steps of a fori_loop, step k visiting the k-th tile of every face at once ([F, S * S]
+   candidates, face data used in place, no gathers). With S = 1 and 4 steps this covers 90-95% of the faces
+   of a body at PARE's scale completely.
+2. The tiles left over (big triangles, tiles k >= aligned_tiles) form one flat work list (face f owns slots
+   [start_f, start_f + extra_f)); a while loop walks it `chunk_size` slots at a time, gathering each slot's
+   face data, so every step has static shapes and a mesh with huge triangles costs more steps, not a different
+   program. Correct for any triangle size; fast when few tiles are left over.
+
+Boxes are clipped to the image first, so off-screen parts of triangles cost nothing. Both loops have static
+shapes and no Python loop over faces or pixels: jit and vmap apply (under vmap the while loop runs until every
+item of the batch is done). Pixel (x, y) has its centre at (x + 0.5, y + 0.5); image row = y.
 """
 from typing import NamedTuple
 
@@ -47,40 +55,45 @@ def pixel_boxes(xs, ys, keep, height, width, tile_size, margin=0.0):
 
 
 def fold_tiles(boxes, face_data, tile_size, chunk_size, visit, init, aligned_tiles=4):
-    """Fold `visit` over every tile of every box.
+    """Fold `visit` over every tile of every box: the aligned pass, then the work list (see the module doc).
 
     face_data: a pytree of [F, ...] arrays (per-face values the visits need). visit(carry, face [C] int32, data
     (face_data at face, leaves [C, ...]), px [C, N] int32, py [C, N] int32, valid [C, N] bool) -> carry, with
-    N a multiple of S * S (S = tile_size). Invalid candidates (past the box or the list) hold in-range values
-    that must be ignored. First `aligned_tiles` visits of every face's k-th tile (C = F, in face order, so no
-    gathers: with one-pixel tiles, 90-95% of a body's triangles at 224 px have at most 4 pixels in their box),
-    then a while loop over the remaining tiles of all faces, chunk_size (C) at a time, gathering their faces'
-    data (about 70 ns per tile on a CPU, against 6 ns per candidate for a visit). Reverse-mode differentiation does
-    not pass through the loop: differentiate the visits instead (see soft.py).
+    N = S * S. Invalid candidates (past the box or the list) hold in-range values that must be ignored.
+    Reverse-mode differentiation does not pass through the while loop: differentiate the visits instead (see
+    soft.py).
     """
-    num_faces = boxes.x0.shape[0]
-    offsets = jnp.arange(tile_size * tile_size, dtype=jnp.int32)
-    offset_x, offset_y = offsets % tile_size, offsets // tile_size
     counts = boxes.tiles_x * boxes.tiles_y
+    carry = _fold_aligned(boxes, counts, face_data, tile_size, visit, init, aligned_tiles)
+    return _fold_work_list(boxes, jnp.maximum(counts - aligned_tiles, 0), face_data, tile_size, chunk_size, visit,
+                           carry, aligned_tiles)
 
-    def candidates(boxes, tile, in_list):
-        """tile, in_list [C, T] -> px, py, valid [C, T * S * S]."""
-        tiles_x = jnp.maximum(boxes.tiles_x, 1)[:, None]
-        px = (boxes.x0[:, None] + (tile % tiles_x) * tile_size)[..., None] + offset_x
-        py = (boxes.y0[:, None] + (tile // tiles_x) * tile_size)[..., None] + offset_y
-        valid = in_list[..., None] & (px <= boxes.x1[:, None, None]) & (py <= boxes.y1[:, None, None])
-        return tuple(a.reshape(a.shape[0], -1) for a in (px, py, valid))
 
-    every_face = jnp.arange(num_faces, dtype=jnp.int32)
+def _tile_candidates(boxes, tile, in_list, tile_size):
+    """boxes with [C] leaves, tile and in_list [C] -> the tiles' pixels px, py and valid, [C, S * S] each."""
+    offsets = jnp.arange(tile_size * tile_size, dtype=jnp.int32)
+    tiles_x = jnp.maximum(boxes.tiles_x, 1)
+    px = (boxes.x0 + (tile % tiles_x) * tile_size)[:, None] + offsets % tile_size
+    py = (boxes.y0 + (tile // tiles_x) * tile_size)[:, None] + offsets // tile_size
+    valid = in_list[:, None] & (px <= boxes.x1[:, None]) & (py <= boxes.y1[:, None])
+    return px, py, valid
 
-    def aligned_step(tile, carry):
-        # One tile index per step: a [F, 4]-shaped visit runs several times slower per candidate on XLA:CPU,
-        # and a loop compiles the visit once.
-        tile = jnp.full((num_faces, 1), tile, jnp.int32)
-        return visit(carry, every_face, face_data, *candidates(boxes, tile, tile < counts[:, None]))
 
-    carry = jax.lax.fori_loop(0, aligned_tiles, aligned_step, init)
-    extra = jnp.maximum(counts - aligned_tiles, 0)
+def _fold_aligned(boxes, counts, face_data, tile_size, visit, carry, aligned_tiles):
+    every_face = jnp.arange(counts.shape[0], dtype=jnp.int32)
+
+    def step(tile, carry):
+        # One tile index per step: an [F, 4 * S * S] visit runs several times slower per candidate on XLA:CPU
+        # than four [F, S * S] ones, and a loop compiles the visit once.
+        tile = jnp.full_like(every_face, tile)
+        return visit(carry, every_face, face_data, *_tile_candidates(boxes, tile, tile < counts, tile_size))
+
+    return jax.lax.fori_loop(0, aligned_tiles, step, carry)
+
+
+def _fold_work_list(boxes, extra, face_data, tile_size, chunk_size, visit, carry, first_tile):
+    """Visit tiles first_tile.. of every face, chunk_size of them per while-loop step. extra [F]: how many."""
+    every_face = jnp.arange(extra.shape[0], dtype=jnp.int32)
     starts = jnp.cumsum(extra) - extra
     total = starts[-1] + extra[-1]
     has_extra = extra > 0
@@ -96,8 +109,8 @@ def fold_tiles(boxes, face_data, tile_size, chunk_size, visit, init, aligned_til
         marks = jnp.zeros(chunk_size, jnp.int32).at[begins].max(every_face, mode="drop")
         face = jax.lax.cummax(marks.at[0].max(owner_before))
         face_boxes, data, start = gather_rows((boxes, face_data, starts), face)
-        tile = (slot - start + aligned_tiles)[:, None]
-        return index + 1, visit(carry, face, data, *candidates(face_boxes, tile, (slot < total)[:, None]))
+        candidates = _tile_candidates(face_boxes, slot - start + first_tile, slot < total, tile_size)
+        return index + 1, visit(carry, face, data, *candidates)
 
     def more(state):
         return state[0] * chunk_size < total
