@@ -7,7 +7,8 @@ the outputs of decpose / decshape / deccam to the current estimate. Names follow
 import jax.numpy as jnp
 from flax import nnx
 
-from pare_jax.models.layers import LECUN_NORMAL, Buffer, variance_scaling
+from pare_jax.models.initializers import LECUN_NORMAL, variance_scaling
+from pare_jax.models.layers import Buffer
 from smpl_jax.rotations import rot6d_to_matrix
 
 NUM_ITERATIONS = 3

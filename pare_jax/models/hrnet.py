@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from pare_jax.models.layers import (ConvBN, batch_norm, conv, resize_bilinear_align_corners, upsample_nearest,
-                                    variance_scaling)
+from pare_jax.models.initializers import variance_scaling
+from pare_jax.models.layers import ConvBN, batch_norm, conv, resize_bilinear_align_corners, upsample_nearest
 from pare_jax.models.resnet import BasicBlock, Bottleneck
 
 # HRNet's own code draws every conv from N(0, 0.001^2); through ~20 conv+BN layers with fresh running statistics

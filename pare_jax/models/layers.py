@@ -4,8 +4,6 @@ BatchNorm follows PyTorch's numerics (momentum 0.1 there == 0.9 here, epsilon 1e
 checkpoints give the authors' outputs. Under jit over a device mesh the batch statistics are computed over the
 global batch (synchronised BN), unlike the authors' per-GPU BN.
 """
-import contextlib
-import contextvars
 import functools
 
 import jax
@@ -13,73 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from pare_jax.models.initializers import HE_NORMAL, variance_scaling
+
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
-
-
-_SHAPE_ONLY = contextvars.ContextVar("shape_only", default=False)
-
-
-@contextlib.contextmanager
-def shape_only_init():
-    """Within this context the host initializers return jax.ShapeDtypeStructs, not arrays: for building a model
-    only to read its shapes (pare.abstract_model)."""
-    token = _SHAPE_ONLY.set(True)
-    try:
-        yield
-    finally:
-        _SHAPE_ONLY.reset(token)
-
-
-def _fans(shape, in_axis, out_axis):
-    receptive = int(np.prod([d for i, d in enumerate(shape) if i not in (in_axis % len(shape),
-                                                                          out_axis % len(shape))]))
-    return shape[in_axis] * receptive, shape[out_axis] * receptive
-
-
-def variance_scaling(scale, mode, distribution, in_axis=-2, out_axis=-1):
-    """jax's variance_scaling ("normal" | "uniform", untruncated), drawn with numpy when the key is concrete.
-
-    On this kind of machine every distinct jax.random call costs a compilation of ~0.3-0.8 s, so building
-    HRNet-W32 eagerly took minutes and under jit nearly two; host sampling makes it a second. Under tracing
-    (eval_shape, a jitted constructor) the jax initializer runs, so results never silently change meaning.
-    The numpy stream is seeded from the key, so a seed still fixes the weights (not bit-equal to jax's draws).
-    """
-    jax_init = nnx.initializers.variance_scaling(scale, mode, distribution, in_axis=in_axis, out_axis=out_axis)
-
-    def init(key, shape, dtype=jnp.float32):
-        if isinstance(key, jax.core.Tracer):
-            return jax_init(key, shape, dtype)
-        if _SHAPE_ONLY.get():
-            return jax.ShapeDtypeStruct(tuple(shape), dtype)
-        fan_in, fan_out = _fans(shape, in_axis, out_axis)
-        variance = scale / {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
-        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
-        if distribution == "uniform":
-            limit = np.sqrt(3.0 * variance)
-            return jnp.asarray(rng.uniform(-limit, limit, shape), dtype)
-        return jnp.asarray(rng.normal(0.0, np.sqrt(variance), shape), dtype)
-
-    return init
-
-
-def normal(std):
-    """N(0, std^2), drawn like variance_scaling (numpy for concrete keys)."""
-    jax_init = nnx.initializers.normal(std)
-
-    def init(key, shape, dtype=jnp.float32):
-        if isinstance(key, jax.core.Tracer):
-            return jax_init(key, shape, dtype)
-        if _SHAPE_ONLY.get():
-            return jax.ShapeDtypeStruct(tuple(shape), dtype)
-        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
-        return jnp.asarray(rng.normal(0.0, std, shape), dtype)
-
-    return init
-
-
-HE_NORMAL = variance_scaling(2.0, "fan_in", "normal")
-LECUN_NORMAL = variance_scaling(1.0, "fan_in", "normal")
 
 
 class Buffer(nnx.Variable):

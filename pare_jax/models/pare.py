@@ -18,7 +18,8 @@ from flax import nnx
 from pare_jax.models.config import ModelConfig, load_mean_params
 from pare_jax.models.hmr_head import HMRHead
 from pare_jax.models.hrnet import HRNET_SPECS, HRNet
-from pare_jax.models.layers import fold_batch_norm, shape_only_init
+from pare_jax.models.initializers import shape_only_init
+from pare_jax.models.layers import fold_batch_norm
 from pare_jax.models.pare_head import PareHead
 from pare_jax.models.resnet import RESNET_SPECS, ResNet
 from smpl_jax import cameras

@@ -13,7 +13,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from pare_jax.models.config import ModelConfig
-from pare_jax.models.layers import LECUN_NORMAL, Buffer, ConvBN, PerJointLinear, TransposedConvBN
+from pare_jax.models.initializers import LECUN_NORMAL
+from pare_jax.models.layers import Buffer, ConvBN, PerJointLinear, TransposedConvBN
 from smpl_jax.rotations import rot6d_to_matrix
 
 NUM_JOINTS = 24

@@ -8,7 +8,8 @@ import dataclasses
 import jax
 from flax import nnx
 
-from pare_jax.models.layers import ConvBN, batch_norm, conv, max_pool_3x3_stride2, variance_scaling
+from pare_jax.models.initializers import variance_scaling
+from pare_jax.models.layers import ConvBN, batch_norm, conv, max_pool_3x3_stride2
 
 RESNET_INIT = variance_scaling(2.0, "fan_out", "normal")  # torchvision's kaiming fan_out
 
