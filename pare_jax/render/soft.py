@@ -26,15 +26,19 @@ from pare_jax.render import tiles
 from pare_jax.render.raster import check_mesh, project
 
 
-@functools.partial(jax.jit, static_argnames=("height", "width", "tile_size", "chunk_size"))
 def soft_silhouette(vertices, faces, K, R, t, height, width, sigma=1.0, near=1e-2, cutoff=16.0, tile_size=6,
                     chunk_size=None):
     """vertices [V, 3] world, faces [F, 3], K/R [3, 3], t [3] -> soft mask [H, W] in [0, 1].
     sigma: blur in pixel^2 (> 0; a Python number is checked); cutoff: terms below exp(-cutoff) are skipped;
     tile_size, chunk_size: speed only (static; 6 px tiles hold a body triangle's reach at sigma 1 in 4 tiles)."""
-    check_mesh(vertices, faces)
     if isinstance(sigma, (int, float)) and not sigma > 0:
         raise ValueError(f"sigma must be a positive blur in pixel^2, got {sigma}")
+    return _soft_silhouette(vertices, faces, K, R, t, height, width, sigma, near, cutoff, tile_size, chunk_size)
+
+
+@functools.partial(jax.jit, static_argnames=("height", "width", "tile_size", "chunk_size"))
+def _soft_silhouette(vertices, faces, K, R, t, height, width, sigma, near, cutoff, tile_size, chunk_size):
+    check_mesh(vertices, faces)
     pixels, depth = project(vertices, K, R, t)
     corners = tuple(tuple(pixels[:, k][faces[:, i]] for i in range(3)) for k in range(2))  # (xs, ys)
     finite = jnp.isfinite(sum(corners[0]) + sum(corners[1]))
