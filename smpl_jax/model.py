@@ -88,7 +88,9 @@ class SMPL:
         if arrays.get("keypoint_vertex_ids") is not None:
             ids = np.asarray(arrays["keypoint_vertex_ids"])
             groups.append(("keypoints", len(ids)))
-            rows.append(np.eye(num_v)[ids])
+            picks = np.zeros((len(ids), num_v))
+            picks[np.arange(len(ids)), ids] = 1.0
+            rows.append(picks)
         for key, group in (("extra_regressor", "extra"), ("h36m_regressor", "h36m")):
             if arrays.get(key) is not None:
                 groups.append((group, arrays[key].shape[0]))
