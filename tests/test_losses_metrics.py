@@ -123,3 +123,49 @@ def test_part_miou_counts():
     inter, union = metrics.part_confusion_counts(jnp.asarray(pred), jnp.asarray(gt), jnp.ones(1))
     summary = metrics.summarize({"part_iou": (np.asarray(inter), np.asarray(union))})
     assert summary["part_miou"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+
+
+def _body(seed, scale=1.0):
+    from smpl_fixtures import random_smpl_arrays
+    from smpl_jax import SMPL
+    arrays = random_smpl_arrays(seed=seed, num_vertices=150)
+    rng = np.random.default_rng(seed)
+    h36m = rng.dirichlet(np.ones(150), 17)
+    return SMPL.from_arrays(dict(arrays, v_template=arrays["v_template"] * scale, h36m_regressor=h36m))
+
+
+def test_evaluation_of_a_fake_model_that_predicts_the_ground_truth_is_exactly_zero():
+    from pare_jax import evaluate
+    body = _body(0)
+    rng = np.random.default_rng(1)
+    pose = jnp.asarray(rng.normal(size=(3, 72)) * 0.3, jnp.float32)
+    betas = jnp.asarray(rng.normal(size=(3, 10)), jnp.float32)
+    batch = {"pose": pose, "betas": betas, "has_smpl": jnp.ones(3), "mask": jnp.asarray([1.0, 1.0, 0.0]),
+             "gender": jnp.full(3, -1)}
+    rot = axis_angle_to_matrix(pose.reshape(3, 24, 3))
+    summary = metrics.summarize(metrics.add(None, evaluate.batch_metrics(rot, betas, None, batch, body,
+                                                                         (body, body, body))))
+    assert summary["num_samples"] == 2
+    assert summary["mpjpe"] == pytest.approx(0, abs=1e-4) and summary["pve"] == pytest.approx(0, abs=1e-4)
+    # A fake model that is 10 cm off in one joint direction for every joint (translation is centred away, so
+    # offset only the body pose): MPJPE grows, the metrics stay finite, padding still ignored.
+    moved = rot.at[:, 1:].set(jnp.einsum("ij,bkjl->bkil", axis_angle_to_matrix(jnp.asarray([0.0, 0.0, 0.5])),
+                                         rot[:, 1:]))
+    worse = metrics.summarize(metrics.add(None, evaluate.batch_metrics(moved, betas, None, batch, body,
+                                                                       (body, body, body))))
+    assert worse["mpjpe"] > 1.0 and worse["num_samples"] == 2
+
+
+def test_gender_specific_ground_truth_bodies_are_chosen_per_sample():
+    from pare_jax import evaluate
+    neutral, male, female = _body(0), _body(0, scale=1.1), _body(0, scale=0.9)
+    pose = jnp.zeros((3, 72))
+    rot = axis_angle_to_matrix(pose.reshape(3, 24, 3))
+    batch = {"pose": pose, "betas": jnp.zeros((3, 10)), "has_smpl": jnp.ones(3), "mask": jnp.ones(3),
+             "gender": jnp.asarray([0, 1, -1])}
+    per_sample = []
+    for i in range(3):
+        one = {k: v[i:i + 1] for k, v in batch.items()}
+        s = evaluate.batch_metrics(rot[i:i + 1], one["betas"], None, one, neutral, (neutral, male, female))
+        per_sample.append(float(s["pve"][0]))
+    assert per_sample[0] > 0 and per_sample[1] > 0 and per_sample[2] == pytest.approx(0, abs=1e-5)

@@ -180,3 +180,14 @@ def test_run_py_rejects_unknown_variants_and_arguments(tmp_path):
     result = subprocess.run([sys.executable, "run.py", "--config=configs/synthetic.py", f"--workdir={tmp_path}",
                              "--config.optim.learning_rate=1"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode != 0 and "learning_rate" in result.stderr
+
+
+def test_evaluate_command_baseline_and_missing_checkpoint(data_dir, tmp_path):
+    base = [sys.executable, "-m", "pare_jax.evaluate", "--config=configs/synthetic.py:smoke",
+            f"--workdir={tmp_path}", f"--config.data.data_dir={data_dir}"]
+    result = subprocess.run(base, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2 and "no checkpoint in" in result.stderr
+    result = subprocess.run(base + ["--baseline=mean_pose"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.load(open(tmp_path / "eval" / "synthetic_test_mean_pose_baseline_latest.json"))
+    assert record["num_samples"] == 6 and record["pa_mpjpe"] > 10.0
