@@ -211,9 +211,14 @@ def test_converted_model_matches_torch(config):
     assert_outputs_match(out, ref)
 
 
-def test_converter_names_unused_missing_and_misshapen_tensors():
+def test_converter_names_unused_missing_and_misshapen_tensors(caplog):
     config = dict(backbone="resnet_tiny", head="hmr")
     state = {f"model.{k}": v for k, v in numpy_state(build_reference(config)).items()}
+    # not network weights: skipped, and said so
+    extra = {"model.smpl.shapedirs": np.zeros((5, 3, 10)), "criterion.weights": np.ones(3)}
+    assert len(convert_state_dict(state | extra, config)) == len(convert_state_dict(state, config))
+    assert "model.smpl.shapedirs" not in caplog.text and "smpl.shapedirs" in caplog.text
+    assert "criterion.weights" in caplog.text
     with pytest.raises(ValueError, match=r"unused checkpoint tensors \(1\): \['head.extra.weight'\]"):
         convert_state_dict(state | {"model.head.extra.weight": np.zeros(3)}, config)
     with pytest.raises(ValueError, match=r"without a tensor \(1\): \['head.fc2.bias'\]"):

@@ -4,6 +4,7 @@ Reads a PyTorch checkpoint safely (see torch_files.py), maps every tensor onto t
 Orbax weights directory (see weights.py). Unused or missing tensors stop the conversion with their names.
 """
 import argparse
+import logging
 import sys
 
 from pare_jax.convert.converter import SOURCES, convert_state_dict, default_backbone, infer_config
@@ -31,6 +32,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     state_dict = load_state_dict(args.checkpoint)
     options = dict(backbone=args.backbone, head=args.head, part_supervision=args.part_supervision,
                    attention=args.attention, mean_offset=args.mean_offset)

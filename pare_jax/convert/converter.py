@@ -2,13 +2,17 @@
 
 Sources:
     "pare"             the authors' checkpoint (Lightning .ckpt with 'model.'-prefixed keys, or a bare state
-                       dict with 'backbone.' / 'head.' keys): every tensor must be used and every variable filled.
+                       dict with 'backbone.' / 'head.' keys): every network tensor must be used and every variable
+                       filled. Not network weights, and skipped with a logged list: keys outside 'model.' in a
+                       Lightning checkpoint, and SMPL body-model buffers ('smpl.*': the body is passed to the
+                       model separately, see smpl_jax).
     "hrnet_coco"       pose_hrnet_w32_256x192.pth (keys without 'backbone.'): the backbone only; its COCO
                        final_layer (17 joints) is skipped, PARE's upsample_stage_* and final_layer keep their init.
     "resnet_imagenet"  torchvision's ResNet-50 ImageNet weights: the backbone only; fc is skipped.
 Anything else unused or missing is an error that names the keys.
 """
 import functools
+import logging
 import re
 
 import numpy as np
@@ -35,11 +39,26 @@ def _family(backbone):
 
 
 def strip_prefix(state_dict):
-    """Lightning stores the model under 'model.'; DataParallel adds 'module.'. Drop either when all keys have it."""
-    for prefix in ("model.", "module."):
-        if state_dict and all(k.startswith(prefix) for k in state_dict):
-            state_dict = {k[len(prefix):]: v for k, v in state_dict.items()}
+    """Lightning stores the model under 'model.' (other attributes of the LightningModule, e.g. a loss with
+    buffers, sit beside it and are dropped); DataParallel adds 'module.' to every key."""
+    if any(k.startswith("model.") for k in state_dict):
+        state_dict = {k[len("model."):]: v for k, v in state_dict.items() if k.startswith("model.")}
+    if state_dict and all(k.startswith("module.") for k in state_dict):
+        state_dict = {k[len("module."):]: v for k, v in state_dict.items()}
     return state_dict
+
+
+def _network_tensors(state_dict):
+    """The checkpoint's network tensors; logs what is skipped (see the module docstring)."""
+    network = strip_prefix(state_dict)
+    lightning = any(k.startswith("model.") for k in state_dict)
+    outside = sorted(k for k in state_dict if lightning and not k.startswith("model."))
+    body = sorted(k for k in network if k.startswith("smpl."))
+    for what, keys in (("outside 'model.'", outside), ("SMPL body-model buffers", body)):
+        if keys:
+            logging.getLogger(__name__).warning("skipped %d checkpoint tensors %s: %s", len(keys), what,
+                                                ", ".join(keys[:8]) + (" ..." if len(keys) > 8 else ""))
+    return {k: v for k, v in network.items() if not k.startswith("smpl.") and not is_ignored_torch_key(k)}
 
 
 def infer_config(state_dict, **overrides):
@@ -80,7 +99,8 @@ def convert_state_dict(state_dict, config, source="pare"):
         raise ValueError(f"unknown source {source!r}; choose one of {SOURCES}")
     config = ModelConfig.from_mapping(config)
     mapping = mapping_for(config)
-    state_dict = {k: v for k, v in strip_prefix(state_dict).items() if not is_ignored_torch_key(k)}
+    state_dict = _network_tensors(state_dict) if source == "pare" else {
+        k: v for k, v in strip_prefix(state_dict).items() if not is_ignored_torch_key(k)}
     may_keep_init = None
     if source != "pare":
         backbone, skip, may_keep_init = _BACKBONE_ONLY[source]
