@@ -162,10 +162,10 @@ def load_state_dict(path):
     import torch  # only the converter needs torch
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
+    except pickle.UnpicklingError:  # weights_only refused a global (hyper-parameters, callbacks, ...)
         obj, refused = restricted_load(path)
-        print(f"{path}: torch's weights_only loader refused it ({str(error).splitlines()[0][:120]}); read with the "
-              f"restricted unpickler; inert placeholders for: {', '.join(refused) or 'nothing'}")
+        print(f"{path}: holds objects besides tensors, read with the restricted unpickler; inert placeholders "
+              f"for: {', '.join(refused) or 'nothing'}")
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
