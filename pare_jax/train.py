@@ -12,7 +12,7 @@ from flax import nnx
 import smpl_jax
 from pare_jax import checkpoint, evaluate, inputs, reporting, schedules, sharding
 from pare_jax.convert import restore_into
-from pare_jax.models.pare import build_model
+from pare_jax.models.pare import abstract_model, build_model
 from pare_jax.train_step import init_train_state, make_train_step
 
 
@@ -33,8 +33,7 @@ def load_body(body_config):
 
 def parameter_overview(config):
     """Shapes of every parameter from jax.eval_shape (nothing allocated), as a log table."""
-    abstract = nnx.eval_shape(lambda: build_model(config.model, rngs=nnx.Rngs(0)))
-    params = nnx.state(abstract, nnx.Param)
+    params = nnx.state(abstract_model(config.model), nnx.Param)
     leaves = jax.tree_util.tree_leaves_with_path(params)
     lines = [f"{jax.tree_util.keystr(path):90s} {str(tuple(x.shape)):>22s}" for path, x in leaves]
     total = sum(int(np.prod(x.shape)) for _, x in leaves)

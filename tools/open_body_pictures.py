@@ -1,6 +1,6 @@
 """Pictures of the open body (or any SMPL-format file) at rest, posed and reshaped, to check it by eye.
 
-    /work/venv/bin/python tools/open_body_pictures.py [--model open] [--out /tmp/open_body_pictures]
+    .venv/bin/python tools/open_body_pictures.py [--model open] [--out /tmp/open_body_pictures]
 
 Writes one PNG per pose/shape with a front view (the body faces the viewer, its left on the image right) and a
 side view (seen from the body's left, facing right), coloured by part label with flat shading, joints as dots.

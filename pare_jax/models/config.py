@@ -13,7 +13,7 @@ import numpy as np
 from smpl_jax.rotations import axis_angle_to_matrix, matrix_to_rot6d
 
 CHOICES = {
-    "backbone": ("hrnet_w32", "resnet50", "hrnet_tiny", "resnet_tiny"),
+    "backbone": ("hrnet_w32", "resnet50", "hrnet_w8", "hrnet_tiny", "resnet_tiny"),
     "head": ("pare", "hmr"),
     # Table 3 of the paper: what supervises the part branch. "parts": 25 maps (24 parts + background, the
     # background map is dropped before the attention); "joints": 24 joint heatmaps; "none": 24 free maps.
