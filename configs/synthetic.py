@@ -5,7 +5,7 @@
     python run.py --config=configs/synthetic.py:smoke --workdir=/tmp/smoke      # what the tests run
 
 No download: the first run renders the synthetic dataset (train, test, test_occluded) into config.data.data_dir.
-A small HRNet at 128 px so that it trains in minutes on a laptop CPU; the evaluation JSON lands in
+A small HRNet (hrnet_w8) at 64 px so that it trains in minutes on a laptop CPU; the evaluation JSON lands in
 runs/synthetic/eval/. Expected: PA-MPJPE on synthetic:test far below the mean-pose predictor's (README).
 """
 from configs import common
@@ -18,18 +18,23 @@ def get_config(arg=""):
     # body instead of collapsing to a shrunken average one (the release model uses "none").
     c.model.mean_offset = "pose_shape_cam"
     c.num_steps = 1500
-    c.batch_size = 16
-    c.eval_batch_size = 32
-    c.optim.lr = 5e-4
+    c.batch_size = 32
+    c.eval_batch_size = 50
+    c.optim.lr = 1e-3
     c.optim.schedule = "warmup_cosine"
     c.optim.warmup_steps = 100
     c.loss.part_until_step = 1000  # parts, then unsupervised: the paper's best schedule, compressed
+    # Trained from scratch for minutes, a network learns the body's heading last; until then the paper's strong
+    # hip-centred keypoint terms (300 vs 60 for the rotations) are minimised by folding the limbs towards the
+    # hips, which is worse than predicting the mean pose. Weighting the rotations more avoids that collapse.
+    c.loss.weights.keypoints_2d = 30.0
+    c.loss.weights.keypoints_3d = 30.0
     c.data.train = {"synthetic": 1.0}
     c.data.eval = ("synthetic:test", "synthetic:test_occluded")
     c.data.baseline_split = "synthetic:train"
-    c.data.image_size = 128
-    c.data.shuffle_buffer = 512
-    c.data.synthetic = dict(crop_size=128, num_examples={"train": 3000, "test": 200, "test_occluded": 200}, seed=0)
+    c.data.image_size = 64
+    c.data.shuffle_buffer = 1024
+    c.data.synthetic = dict(crop_size=64, num_examples={"train": 6000, "test": 200, "test_occluded": 200}, seed=0)
     c.data.augment.crop_start_step = 1200
     c.checkpoint.every = 250
     c.log_every = 50
