@@ -5,8 +5,10 @@
     python run.py --config=configs/synthetic.py:smoke --workdir=/tmp/smoke      # what the tests run
 
 No download: the first run renders the synthetic dataset (train, test, test_occluded) into config.data.data_dir.
-A small HRNet (hrnet_w8) at 64 px so that it trains in minutes on a laptop CPU; the evaluation JSON lands in
-runs/synthetic/eval/. Expected: PA-MPJPE on synthetic:test far below the mean-pose predictor's (README).
+A small HRNet (hrnet_w8) at 64 px, trained from scratch: 19 minutes on a 2-core CPU; the evaluation JSON lands in
+runs/synthetic/eval/. Measured (README): PA-MPJPE 129.5 mm on synthetic:test against 124.3 mm for the mean-pose
+predictor (MPJPE 307 vs 336, PVE 374 vs 415): orientation and size are learned at this budget, the articulated
+pose not yet.
 """
 from configs import common
 
