@@ -9,15 +9,16 @@ temporary name first and renamed, so an interrupted run leaves no half-written o
 """
 import argparse
 import colorsys
+import io
 import os
 import sys
-import tempfile
 
 import jax.numpy as jnp
 import numpy as np
 
 import smpl_jax
 from pare_jax import render
+from pare_jax.files import write_atomic
 
 # Canonical poses as {SMPL joint name: axis-angle}; the rest stay at zero.
 POSES = {
@@ -61,23 +62,14 @@ def framing_camera(vertices, size, focal_length=5000.0, fill=0.85):
 def write_obj(path, vertices, faces):
     lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices]
     lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in faces]
-    _atomic_write(path, lambda fh: fh.write(("\n".join(lines) + "\n").encode()))
+    write_atomic(path, ("\n".join(lines) + "\n").encode())
 
 
 def write_png(path, pixels):
     from PIL import Image
-    _atomic_write(path, lambda fh: Image.fromarray(pixels).save(fh, format="PNG"))
-
-
-def _atomic_write(path, write):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    write_atomic(path, buffer.getvalue())
 
 
 def render_views(body, vertices, size):

@@ -4,13 +4,13 @@ Everything goes under WORKDIR: tensorboard/ (event files; `tensorboard --logdir 
 eval/<dataset>_<split>_step<N>.json (one summary per evaluation, written atomically) and
 eval/<dataset>_<split>_latest.json.
 """
-import logging
 import json
+import logging
 import os
-import tempfile
 import time
 
 from pare_jax.data.tensorflow_cpu import tf
+from pare_jax.files import write_atomic
 
 
 class _QuietLibraries(logging.Filter):
@@ -70,14 +70,7 @@ class Reporter:
 
 
 def write_json_atomic(path, record):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomic(path, json.dumps(record, indent=1).encode())
 
 
 def _duration(seconds):

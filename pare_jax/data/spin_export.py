@@ -12,12 +12,12 @@ import argparse
 import io
 import os
 import sys
-import tempfile
 
 import numpy as np
 
 from pare_jax.data import synthetic
 from pare_jax.data.schema import encode_jpeg
+from pare_jax.files import write_atomic
 
 PLAIN_BODY, PLAIN_BACKGROUND = 0.85, 0.1
 
@@ -45,21 +45,8 @@ def export(out_dir, body, num, seed=0, width=96, height=96, style="textured", na
     path = os.path.join(out_dir, f"{name}_{split}.npz")
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    _write_atomic(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
     return path
-
-
-def _write_atomic(path, data):
-    """Write to a temporary file beside path, then rename: an interrupted export leaves no half file."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the files from other users
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _export_chunk(scenes_renderer, out_dir, name, split, indices, seed, width, height, style):
@@ -83,7 +70,7 @@ def _export_chunk(scenes_renderer, out_dir, name, split, indices, seed, width, h
             image, _ = scenes_renderer.compose(rngs[i], rgb[i], alpha[i], synthetic.occluder_plan(
                 rngs[i], split, np.zeros((0, 2)), np.asarray(frames[i][1]), frames[i][0]))
         imgname = f"images/{split}_{index:06d}.jpg"
-        _write_atomic(os.path.join(out_dir, name, imgname), encode_jpeg(image))
+        write_atomic(os.path.join(out_dir, name, imgname), encode_jpeg(image))
         rows.append(_annotation(scenes[i], joints[i], K[i], frames[i], width, height, imgname, index))
     return rows
 
