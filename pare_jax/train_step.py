@@ -51,8 +51,8 @@ def make_train_step(graphdef, tx, loss_config, part_supervision, compute_dtype="
         model = nnx.merge(graphdef, _cast_floats(params, compute), _cast_floats(rest, compute))
         out = model(batch["img"].astype(compute), None)
         out = {k: v.astype(jnp.float32) for k, v in out.items()}
-        # The SMPL part runs in float32 whatever precision the network uses.
-        out |= smpl_outputs(body, out["pred_pose"], out["pred_shape"], out["pred_cam"])
+        # The SMPL part runs in float32 whatever precision the network uses; the losses need joints only.
+        out |= smpl_outputs(body, out["pred_pose"], out["pred_shape"], out["pred_cam"], return_verts=False)
         total, terms = losses.pare_losses(out, batch, weights, part_supervision)
         new_rest = _cast_floats(nnx.state(model, nnx.Not(nnx.Param)), jnp.float32)
         return total, (terms, new_rest)
