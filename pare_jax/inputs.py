@@ -26,9 +26,11 @@ def _builder(config, name):
     """The tfds builder for a dataset name of the config (not yet prepared, maybe)."""
     if name == "synthetic":
         syn = config.data.synthetic
+        heading = "" if syn.max_heading_deg == 180 else f"_heading{syn.max_heading_deg:g}"
         builder_config = builders.SyntheticConfig(
-            name=f"s{syn.crop_size}_n{sum(syn.num_examples.values())}_seed{syn.seed}", crop_size=syn.crop_size,
-            num_examples=dict(syn.num_examples), seed=syn.seed)
+            name=f"s{syn.crop_size}_n{sum(syn.num_examples.values())}_seed{syn.seed}{heading}",
+            crop_size=syn.crop_size, num_examples=dict(syn.num_examples), seed=syn.seed,
+            max_heading_deg=float(syn.max_heading_deg))
         return builders.PareSynthetic(config=builder_config, data_dir=_data_dir(config), body=config.body.model)
     known = sorted(c.name for c in builders.SPIN_CONFIGS)
     if name not in known:

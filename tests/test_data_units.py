@@ -32,6 +32,16 @@ def test_global_orient_is_upright_in_camera_axes():
     assert np.ptp(headings) > 5.5  # all the way round
 
 
+def test_heading_range_keeps_people_facing_the_camera():
+    orient = poses.sample_global_orient(np.random.default_rng(1), 500, tilt_deg=0.0, max_heading_deg=60.0)
+    forward = Rotation.from_rotvec(orient).as_matrix()[:, :, 2]  # SMPL's front (+z) in camera axes
+    turned = np.rad2deg(np.arccos(-forward[:, 2]))  # angle away from looking straight at the camera
+    assert turned.max() <= 60.0 + 1e-3 and turned.max() > 55.0
+    assert (forward[:, 0] > 0).mean() == pytest.approx(0.5, abs=0.08)  # turned left and right alike
+    with pytest.raises(ValueError, match="max_heading_deg"):
+        poses.sample_global_orient(np.random.default_rng(1), 1, max_heading_deg=270.0)
+
+
 def test_betas_clipped():
     betas = poses.sample_betas(np.random.default_rng(0), 1000, clip=2.0)
     assert betas.shape == (1000, 10) and np.abs(betas).max() <= 2.0 and 0.8 < betas.std() < 1.0

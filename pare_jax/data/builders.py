@@ -174,11 +174,13 @@ class PareSpin(_LocalBuilder):
 
 @dataclasses.dataclass(eq=False)
 class SyntheticConfig(tfds.core.BuilderConfig):
-    """crop_size: the box side in stored pixels; num_examples: split -> count; seed: everything follows from it."""
+    """crop_size: the box side in stored pixels; num_examples: split -> count; seed: everything follows from it;
+    max_heading_deg: people turn at most this far from facing the camera (180: any heading)."""
     crop_size: int = schema.DEFAULT_CROP_SIZE
     crop_margin: float = schema.DEFAULT_CROP_MARGIN
     num_examples: dict = dataclasses.field(default_factory=dict)
     seed: int = 0
+    max_heading_deg: float = 180.0
 
 
 SYNTHETIC_CONFIGS = [
@@ -204,7 +206,8 @@ class PareSynthetic(_LocalBuilder):
         if self._scenes is None:
             from pare_jax.data import occluders, synthetic
             bank = occluders.make_occluder_bank(num=128, size=64, seed=self.builder_config.seed + 1)
-            self._scenes = synthetic.SceneRenderer(_load_body(self._body_source), bank, self._render_chunk)
+            self._scenes = synthetic.SceneRenderer(_load_body(self._body_source), bank, self._render_chunk,
+                                                   self.builder_config.max_heading_deg)
         return self._scenes
 
     def _info(self):

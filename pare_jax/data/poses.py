@@ -103,11 +103,14 @@ def _axis_rotation(axis, angle):
     return R
 
 
-def sample_global_orient(rng, num, tilt_deg=10.0):
+def sample_global_orient(rng, num, tilt_deg=10.0, max_heading_deg=180.0):
     """[num, 3] axis-angle orientations in camera axes (x right, y down, z forward): an upright body turned to
-    a uniformly random heading, tilted forward/back and sideways by N(0, tilt_deg) each. The 180 degree turn
-    about x takes SMPL's y-up frame to the camera's y-down frame, as in the SPIN/PARE annotations."""
-    heading = rng.uniform(-np.pi, np.pi, num)
+    a heading uniform in +-max_heading_deg (0 = facing the camera, 180 = all the way round), tilted forward/back
+    and sideways by N(0, tilt_deg) each. The 180 degree turn about x takes SMPL's y-up frame to the camera's
+    y-down frame, as in the SPIN/PARE annotations."""
+    if not 0.0 <= max_heading_deg <= 180.0:
+        raise ValueError(f"max_heading_deg must be in [0, 180], got {max_heading_deg}")
+    heading = rng.uniform(-1.0, 1.0, num) * np.deg2rad(max_heading_deg)
     pitch, roll = np.deg2rad(rng.normal(0.0, tilt_deg, (2, num)))
     upright = _axis_rotation(0, np.full(num, np.pi))
     R = upright @ _axis_rotation(2, roll) @ _axis_rotation(0, pitch) @ _axis_rotation(1, heading)

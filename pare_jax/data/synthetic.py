@@ -5,7 +5,7 @@ backgrounds, with occluders, and every label exact. No download; deterministic f
     examples = scenes.crops(split="train", indices=range(8), seed=0, size=96, crop_margin=1.5)
 
 A scene: betas ~ N(0, 1) clipped to +-2.5, a pose within the joint limits of pare_jax.data.poses, an upright
-orientation with a random heading, the body at 3-12 m from a pinhole camera (off-axis by up to 0.5 m, so the
+orientation with a random heading (any, or within +-max_heading_deg of facing the camera), the body at 3-12 m from a pinhole camera (off-axis by up to 0.5 m, so the
 perspective varies); a person box around the projected mesh (side 1.1-1.3x its bounding square, centre jittered
 by 5 %), as a detector would give. Clothing: a skin, top, bottom and shoe colour per person, short or long
 sleeves and trousers; Lambertian light from a random direction. Background: a procedural texture.
@@ -64,9 +64,11 @@ def clothing_colors(rng):
     return np.clip(table, 0.0, 1.0)
 
 
-def sample_scene(rng):
-    """One scene's random numbers: pose [72], betas [10], transl [3], colours [24, 3], light [3], ambient."""
-    pose = np.concatenate([poses.sample_global_orient(rng, 1)[0], poses.sample_body_pose(rng, 1)[0]])
+def sample_scene(rng, max_heading_deg=180.0):
+    """One scene's random numbers: pose [72], betas [10], transl [3], colours [24, 3], light [3], ambient.
+    max_heading_deg: how far from facing the camera the body may turn (180: any heading)."""
+    orient = poses.sample_global_orient(rng, 1, max_heading_deg=max_heading_deg)[0]
+    pose = np.concatenate([orient, poses.sample_body_pose(rng, 1)[0]])
     distance = rng.uniform(*DISTANCE_M)
     transl = np.asarray([rng.uniform(-0.5, 0.5), rng.uniform(-0.3, 0.3), distance], np.float32)
     light = np.asarray([rng.uniform(-1, 1), rng.uniform(-1, 0.3), -1.0])
@@ -133,10 +135,11 @@ def self_occlusion_rule(body, batch=1):
 class SceneRenderer:
     """Samples and renders synthetic scenes with one body (e.g. smpl_jax.load("open")) and an occluder bank
     [N, O, O, 4] uint8 (occluders.make_occluder_bank). chunk: at most this many scenes per call; fewer are
-    padded to it, so that every call reuses one compilation."""
+    padded to it, so that every call reuses one compilation. max_heading_deg: see sample_scene."""
 
-    def __init__(self, body, occluder_bank, chunk=16):
+    def __init__(self, body, occluder_bank, chunk=16, max_heading_deg=180.0):
         self.body, self.bank, self.chunk = body, occluder_bank, chunk
+        self.max_heading_deg = max_heading_deg
         self.tolerance, self.touches = self_occlusion_rule(body, chunk)
         self.parts = np.asarray(body.vertex_parts())
 
@@ -176,7 +179,7 @@ class SceneRenderer:
     def crops(self, split, indices, seed, size, crop_margin):
         """Stored-crop examples (pare_jax.data.schema keys, minus imgname) for sample numbers `indices`."""
         rngs = [sample_rng(seed, split, i) for i in indices]
-        scenes = [sample_scene(rng) for rng in rngs]
+        scenes = [sample_scene(rng, self.max_heading_deg) for rng in rngs]
         posed = self.pose(scenes)
         boxes = [person_box(v, rng) for v, rng in zip(np.asarray(posed[0]), rngs)]
         K = np.stack([box_camera(c, s, size, size, (size / 2, size / 2), size / crop_margin) for c, s in boxes])
