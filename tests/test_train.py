@@ -29,14 +29,16 @@ def data_dir(tmp_path_factory):
 
 
 def _config(name, data_dir):
-    config = importlib.import_module(f"configs.{name}").get_config("smoke")
+    """name: a config file, or "file:variant" for a smoke variant other than "smoke"."""
+    module, _, variant = name.partition(":")
+    config = importlib.import_module(f"configs.{module}").get_config(variant or "smoke")
     config.unlock()
     config.data.data_dir = data_dir
     config.lock()
     return config
 
 
-@pytest.mark.parametrize("name", ["synthetic", "pare_hrnet", "pare_r50", "hmr_r50"])
+@pytest.mark.parametrize("name", ["synthetic", "synthetic:hmr_smoke", "pare_hrnet", "pare_r50", "hmr_r50"])
 def test_smoke_variant_trains_and_evaluates(name, data_dir, tmp_path):
     from pare_jax import train
     config = _config(name, data_dir)
