@@ -52,9 +52,21 @@ def smpl_losses(pred_pose, pred_shape, gt_pose, gt_betas, has_smpl):
     return pose, betas
 
 
+CAMERA_LOSS_LINEAR_BELOW = -1.5
+
+
 def camera_loss(pred_cam):
-    """mean(exp(-10 s)^2): pushes the weak-perspective scale to stay positive. pred_cam [B, 3] -> scalar."""
-    return jnp.mean(jnp.exp(-10.0 * pred_cam[:, 0]) ** 2)
+    """mean(exp(-10 s)^2): pushes the weak-perspective scale to stay positive. pred_cam [B, 3] -> scalar.
+
+    Exactly the authors' term for s >= -1.5 (where it is already 1e13), continued below by its tangent line.
+    The pure exponential overflows float32 at s < -4.4, and a step whose loss is infinite is skipped without
+    changing the parameters, so one bad excursion of the scale would stall a run for good; the tangent keeps the
+    loss and gradient finite and still points back to positive scales."""
+    s = pred_cam[:, 0]
+    s0 = CAMERA_LOSS_LINEAR_BELOW
+    exact = jnp.exp(-10.0 * jnp.maximum(s, s0)) ** 2  # clamped inside too: no inf in the unused branch's gradient
+    tangent = jnp.exp(-20.0 * s0) * (1.0 - 20.0 * (s - s0))
+    return jnp.mean(jnp.where(s >= s0, exact, tangent))
 
 
 def part_segmentation_loss(logits, part_map, has_part_map):

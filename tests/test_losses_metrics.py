@@ -1,4 +1,5 @@
 """Exact-value tests of the losses, the schedules and the evaluation metrics."""
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -43,6 +44,21 @@ def test_smpl_losses_zero_for_ground_truth_and_masked():
 def test_camera_loss():
     cam = jnp.asarray([[0.0, 1, 1], [0.1, 0, 0]])
     assert float(losses.camera_loss(cam)) == pytest.approx((1.0 + np.exp(-2.0)) / 2)
+
+
+def test_camera_loss_stays_finite_for_very_negative_scales():
+    """The authors' exp(-10 s)^2 overflows float32 below s = -4.4; ours continues it by its tangent line."""
+    scale = lambda s: jnp.asarray([[s, 0.0, 0.0]], jnp.float32)  # noqa: E731
+    s0 = losses.CAMERA_LOSS_LINEAR_BELOW
+    assert float(losses.camera_loss(scale(s0 + 1e-3))) == pytest.approx(np.exp(-20 * (s0 + 1e-3)), rel=1e-4)
+    value_and_grad = jax.value_and_grad(lambda s: losses.camera_loss(scale(s)))
+    values, grads = zip(*(value_and_grad(jnp.float32(s)) for s in (-2.0, -10.0, -100.0)))
+    assert np.isfinite(values).all() and np.isfinite(grads).all()
+    assert values[0] < values[1] < values[2] and all(float(g) < 0 for g in grads)  # still pushes s up
+    # Continuous with a continuous slope at the switch.
+    below, above = value_and_grad(jnp.float32(s0 - 1e-4)), value_and_grad(jnp.float32(s0 + 1e-4))
+    assert float(below[0]) == pytest.approx(float(above[0]), rel=1e-2)
+    assert float(below[1]) == pytest.approx(float(above[1]), rel=1e-2)
 
 
 def test_part_segmentation_loss_is_cross_entropy_of_upsampled_logits():
