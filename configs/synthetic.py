@@ -26,7 +26,7 @@ def get_config(arg=""):
     c.optim.lr = 2e-3
     c.optim.schedule = "warmup_cosine"
     c.optim.warmup_steps = 300
-    # Early steps can see gradient norms of 1e4-1e5 (against ~40 later); Adam's second-moment estimate then
+    # Early steps can see gradient norms above 1e4 (against ~40 later); Adam's second-moment estimate then
     # stays inflated for thousands of steps (beta2 = 0.999) and learning all but stops. Clipping prevents it.
     c.optim.grad_clip_norm = 100.0
     c.loss.part_until_step = 2000  # parts, then unsupervised: the paper's best schedule, compressed
