@@ -49,15 +49,13 @@ def get_config(arg=""):
     c.checkpoint.every = 250
     c.log_every = 50
     c.eval_every = 0
-    variant, _, suffix = arg.partition("_")
-    if arg in ("hmr", "smoke", "hmr_smoke"):
-        if variant == "hmr":  # the HMR-EFT baseline on the same backbone, data and steps: no part branch
-            c.model.head = "hmr"
-            c.model.part_supervision = "none"
-            c.loss.weights.part = 0.0
-            c.optim.lr = 5e-4  # its iterative camera regressor diverged at 2e-3 (200 steps) and 1e-3 (600 steps)
-        if "smoke" in (variant, suffix):
-            common.smoke(c, "hrnet_tiny")
-    elif arg:
+    if arg not in ("", "hmr", "smoke", "hmr_smoke"):
         raise ValueError(f"unknown variant {arg!r} of synthetic.py: use '', hmr, smoke or hmr_smoke")
+    if arg.startswith("hmr"):  # the HMR-EFT baseline on the same backbone, data and steps: no part branch
+        c.model.head = "hmr"
+        c.model.part_supervision = "none"
+        c.loss.weights.part = 0.0
+        c.optim.lr = 5e-4  # its iterative camera regressor diverged at 2e-3 (200 steps) and 1e-3 (600 steps)
+    if arg.endswith("smoke"):
+        common.smoke(c, "hrnet_tiny")
     return c

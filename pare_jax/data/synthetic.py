@@ -5,8 +5,8 @@ backgrounds, with occluders, and every label exact. No download; deterministic f
     examples = scenes.crops(split="train", indices=range(8), seed=0, size=96, crop_margin=1.5)
 
 A scene: betas ~ N(0, 1) clipped to +-2.5, a pose within the joint limits of pare_jax.data.poses, an upright
-orientation with a random heading (any, or within +-max_heading_deg of facing the camera), the body at 3-12 m from a pinhole camera (off-axis by up to 0.5 m, so the
-perspective varies); a person box around the projected mesh (side 1.1-1.3x its bounding square, centre jittered
+orientation with a random heading (any, or within +-max_heading_deg of facing the camera), the body at 3-12 m
+from a pinhole camera (off-axis by up to 0.5 m, so the perspective varies); a person box around the projected mesh (side 1.1-1.3x its bounding square, centre jittered
 by 5 %), as a detector would give. Clothing: a skin, top, bottom and shoe colour per person, short or long
 sleeves and trousers; Lambertian light from a random direction. Background: a procedural texture.
 
