@@ -122,10 +122,10 @@ def evaluate_mean_pose_baseline(config, body, mesh, reporter, step=0):
 
 def main(argv):
     del argv
-    from pare_jax import checkpoint, reporting, schedules, train
+    from pare_jax import checkpoint, reporting, schedules, trained
     config, workdir = FLAGS.config, FLAGS.workdir
     mesh = sharding.data_mesh()
-    body = sharding.replicate(train.load_body(config.body), mesh)
+    body = sharding.replicate(trained.load_body(config.body), mesh)
     reporter = reporting.Reporter(workdir, config.num_steps, 0)
     if FLAGS.baseline == "mean_pose":
         results = evaluate_mean_pose_baseline(config, body, mesh, reporter)
@@ -136,7 +136,7 @@ def main(argv):
             print(f"error: no checkpoint in {workdir}/checkpoints and no config.init_from to evaluate",
                   file=sys.stderr)
             sys.exit(2)
-        graphdef, state, _ = train.initial_state(config, tx, mesh, ckpt)
+        graphdef, state, _ = trained.initial_state(config, tx, mesh, ckpt)
         results = evaluate_splits(config, graphdef, state, body, mesh, reporter, int(state.step))
     for split, summary in results.items():
         print(split, {k: v for k, v in summary.items() if k != "per_joint_mpjpe"})

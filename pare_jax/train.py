@@ -2,18 +2,18 @@
 
     python run.py --config=configs/synthetic.py --workdir=/tmp/pare_synthetic
 
-Order of restore sources: pare_jax.checkpoint. Everything the driver reads is a key of the config.
+Order of restore sources: pare_jax.checkpoint. Everything the driver reads is a key of the config; the whole
+config is written to WORKDIR/config.json, so that evaluation, the demo and the analyses load the run by its path.
 """
 import jax
 import numpy as np
 from absl import logging
 from flax import nnx
 
-import smpl_jax
 from pare_jax import checkpoint, evaluate, inputs, reporting, schedules, sharding
-from pare_jax.convert import restore_into
-from pare_jax.models.pare import abstract_model, build_model
-from pare_jax.train_step import init_train_state, make_train_step
+from pare_jax.models.pare import abstract_model
+from pare_jax.train_step import make_train_step
+from pare_jax.trained import initial_state, load_body, save_run_config
 
 
 def maybe_initialize_distributed(config):
@@ -25,12 +25,6 @@ def maybe_initialize_distributed(config):
         jax.distributed.initialize(dist.coordinator_address, dist.num_processes, dist.process_id)
 
 
-def load_body(body_config):
-    """The SMPL-format body (paths in config.body); must carry the 49-joint and H36M regressors."""
-    return smpl_jax.load(body_config.model, extra_regressor=body_config.extra_regressor or None,
-                         h36m_regressor=body_config.h36m_regressor or None)
-
-
 def parameter_overview(config):
     """Shapes of every parameter from jax.eval_shape (nothing allocated), as a log table."""
     params = nnx.state(abstract_model(config.model), nnx.Param)
@@ -38,28 +32,6 @@ def parameter_overview(config):
     lines = [f"{jax.tree_util.keystr(path):90s} {str(tuple(x.shape)):>22s}" for path, x in leaves]
     total = sum(int(np.prod(x.shape)) for _, x in leaves)
     return "\n".join(lines[:400] + [f"total parameters: {total:,}"]), total
-
-
-def initial_state(config, tx, mesh, ckpt):
-    """(graphdef, state, record) from the first source that exists (see pare_jax.checkpoint)."""
-    model = build_model(config.model, rngs=nnx.Rngs(config.seed))
-    resuming = ckpt.latest_step() is not None
-    if not resuming and config.init_from and not checkpoint.is_run_directory(config.init_from):
-        restore_into(model, config.init_from)  # converted weights (pare_jax.convert), full or backbone only
-        logging.info("initialised from converted weights in %s", config.init_from)
-    graphdef, state = init_train_state(model, tx)
-    state = sharding.replicate(state, mesh)
-    if resuming:
-        state, record = ckpt.restore(checkpoint.abstract_like(state))
-        logging.info("resuming from %s at step %d", ckpt.directory, int(state.step))
-        return graphdef, state, record
-    if config.init_from and checkpoint.is_run_directory(config.init_from):
-        previous = checkpoint.Checkpoints(config.init_from, 1, 1, read_only=True).restore(checkpoint.abstract_like(state))[0]
-        state = type(state)(state.step, previous.params, previous.rest, tx.init(previous.params))
-        state = sharding.replicate(state, mesh)
-        logging.info("initialised params and statistics from the run in %s (step %d)", config.init_from,
-                     int(previous.step))
-    return graphdef, state, {"step": 0}
 
 
 def train_and_evaluate(config, workdir):
@@ -74,6 +46,8 @@ def train_and_evaluate(config, workdir):
     body = sharding.replicate(load_body(config.body), mesh)
     tx = schedules.optimizer(config.optim, config.num_steps)
     ckpt = checkpoint.Checkpoints(workdir, config.checkpoint.keep, config.checkpoint.every)
+    if jax.process_index() == 0:
+        save_run_config(config, workdir)
     graphdef, state, record = initial_state(config, tx, mesh, ckpt)
     start = int(state.step)
     step_fn = jax.jit(make_train_step(graphdef, tx, config.loss, config.model.part_supervision,
