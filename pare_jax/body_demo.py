@@ -9,7 +9,6 @@ temporary name first and renamed, so an interrupted run leaves no half-written o
 """
 import argparse
 import colorsys
-import io
 import os
 import sys
 
@@ -18,7 +17,7 @@ import numpy as np
 
 import smpl_jax
 from pare_jax import render
-from pare_jax.files import write_atomic
+from pare_jax.files import write_obj, write_png
 
 # Canonical poses as {SMPL joint name: axis-angle}; the rest stay at zero.
 POSES = {
@@ -57,19 +56,6 @@ def framing_camera(vertices, size, focal_length=5000.0, fill=0.85):
     t = np.array([-centre[0], -centre[1], depth - centre[2]], np.float32)
     K = np.array([[focal_length, 0, size / 2], [0, focal_length, size / 2], [0, 0, 1]], np.float32)
     return K, t
-
-
-def write_obj(path, vertices, faces):
-    lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices]
-    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in faces]
-    write_atomic(path, ("\n".join(lines) + "\n").encode())
-
-
-def write_png(path, pixels):
-    from PIL import Image
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    write_atomic(path, buffer.getvalue())
 
 
 def render_views(body, vertices, size):

@@ -1,0 +1,5 @@
+import sys
+
+from pare_jax.demo.app import main
+
+sys.exit(main())
