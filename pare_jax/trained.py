@@ -65,6 +65,21 @@ def initial_state(config, tx, mesh, ckpt):
     return graphdef, state, {"step": 0}
 
 
+def config_from_file(spec):
+    """The config of "configs/NAME.py[:variant]" (get_config(variant)), as run.py's --config reads it."""
+    import importlib.util
+    path, _, variant = spec.partition(":")
+    if not os.path.isfile(path):
+        raise ModelSourceError(f"config file {path} not found; configs live in configs/*.py")
+    module_spec = importlib.util.spec_from_file_location("_pare_jax_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    try:
+        return module.get_config(variant)
+    except ValueError as e:  # an unknown variant
+        raise ModelSourceError(f"{spec}: {e}") from e
+
+
 def save_run_config(config, workdir):
     """Write the run's whole config to WORKDIR/config.json (atomically), for whoever loads the run later."""
     os.makedirs(workdir, exist_ok=True)

@@ -6,6 +6,7 @@ shape and camera (0.9, 0, 0) whatever the image: a body centred in every crop, w
 import json
 import logging
 import os
+import shutil
 
 import jax.numpy as jnp
 import numpy as np
@@ -186,12 +187,20 @@ def test_whole_image_when_nobody_is_found(mean_model, tmp_path, caplog):
 @pytest.mark.parametrize("case,expected", [
     ("missing_input", "does not exist"), ("empty_folder", "holds no images"), ("no_weights", "no trained weights"),
     ("not_a_model", "holds no trained model"), ("zero_box", "has zero size"), ("outside_box", "outside the"),
-    ("bad_boxes_file", "cannot read boxes"),
+    ("bad_boxes_file", "cannot read boxes"), ("unreadable_image", "no image could be read"),
+    ("unreadable_video", "cannot open the video"), ("mismatched_weights", "cannot load the model"),
 ])
 def test_bad_input_is_one_error_line(mean_model, tmp_path, capsys, case, expected):
-    workdir, _ = mean_model
+    workdir, weights = mean_model
     image = tmp_path / "photo.png"
     write_image(image, scene_image(0))
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00 not a video")
+    mismatched = tmp_path / "mismatched"
+    shutil.copytree(weights, mismatched)
+    meta = json.loads((mismatched / "model_config.json").read_text())
+    meta["model"]["backbone"] = "hrnet_w8"
+    (mismatched / "model_config.json").write_text(json.dumps(meta))
     (tmp_path / "empty").mkdir()
     boxes = tmp_path / "boxes.json"
     boxes.write_text({"zero_box": '{"photo.png": [[10, 10, 10, 50]]}', "outside_box": '{"photo.png": '
@@ -200,6 +209,9 @@ def test_bad_input_is_one_error_line(mean_model, tmp_path, capsys, case, expecte
             "empty_folder": ["--input", str(tmp_path / "empty"), "--weights", workdir],
             "no_weights": ["--input", str(image)],
             "not_a_model": ["--input", str(image), "--weights", str(tmp_path / "empty")],
+            "unreadable_image": ["--input", str(tmp_path / "broken.jpg"), "--weights", workdir],
+            "unreadable_video": ["--input", str(tmp_path / "broken.mp4"), "--weights", workdir],
+            "mismatched_weights": ["--input", str(image), "--weights", str(mismatched)],
             }.get(case, ["--input", str(image), "--weights", workdir, "--boxes", str(boxes)])
     out = tmp_path / "out"
     assert app.main(args + ["--out", str(out)]) == 2

@@ -35,6 +35,7 @@ def parse_args(argv):
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="bfloat16 for GPUs")
     p.add_argument("--focal-length", type=float, help="of the image camera in pixels (default: image diagonal)")
     p.add_argument("--box-scale", type=float, default=geometry.BOX_SCALE, help="crop side / longer box side")
+    p.add_argument("--config", help="configs/NAME.py[:variant] of a workdir from before runs saved config.json")
     p.add_argument("--body", help="SMPL file for the meshes (default: the run's body, or the open body)")
     p.add_argument("--smooth", action="store_true", help="video: One-Euro smoothing of pose, shape, position")
     args = p.parse_args(argv)
@@ -54,7 +55,8 @@ def load_model(args):
     if args.body:
         body = smpl_jax.load(args.body)
     try:
-        return trained_models.load(args.weights, body=body)
+        config = trained_models.config_from_file(args.config) if args.config else None
+        return trained_models.load(args.weights, config=config, body=body)
     except trained_models.ModelSourceError:
         raise
     except (ValueError, KeyError, OSError) as e:  # weights that do not fit their model, unreadable files
@@ -81,22 +83,26 @@ class Predictor:
         squares = [geometry.square_boxes(b, self.box_scale) for b in boxes]
         size = self.model.image_size
         crops = [geometry.crop_images(im, sq, size) for im, sq in zip(images, squares)]
-        results = self._predict(np.concatenate(crops))
+        results = self._predict(np.concatenate(crops)) if sum(map(len, crops)) else {}
         found, start = [], 0
         for image, box, square, crop in zip(images, boxes, squares, crops):
             pred = {k: v[start:start + len(crop)] for k, v in results.items()}
             start += len(crop)
-            translation, focal, residual = geometry.crop_to_image_translation(
-                pred["smpl_vertices"], pred["pred_cam"], square, image.shape[:2], self.focal_length)
+            if len(crop):
+                translation, focal, residual = geometry.crop_to_image_translation(
+                    pred["smpl_vertices"], pred["pred_cam"], square, image.shape[:2], self.focal_length)
+            else:
+                pred = {"pred_pose": np.zeros((0, 24, 3, 3)), "pred_shape": np.zeros((0, 10)),
+                        "pred_cam": np.zeros((0, 3))}
+                translation, residual = np.zeros((0, 3)), np.zeros(0)
+                focal = self.focal_length or geometry.default_focal_length(image.shape[:2])
             found.append(self.posed(pred["pred_pose"], pred["pred_shape"], translation, focal, image.shape[:2]) | {
-                "pred_cam": pred["pred_cam"], "boxes": np.float32(box), "reprojection_px": np.float32(residual),
-                "crops": crop, "pred_segm_mask": pred.get("pred_segm_mask")})
+                "pred_cam": np.float32(pred["pred_cam"]), "boxes": np.float32(box).reshape(-1, 4),
+                "reprojection_px": np.float32(residual), "crops": crop, "pred_segm_mask": pred.get("pred_segm_mask")})
         return found
 
     def _predict(self, crops):
         n = len(crops)
-        if n == 0:
-            return {k: np.zeros((0,)) for k in ("pred_pose", "pred_shape", "pred_cam", "smpl_vertices")}
         batch = np.zeros((1 << (n - 1).bit_length(),) + crops.shape[1:], np.float32)
         batch[:n] = normalize_images(crops)
         out = self.model.predict(jnp.asarray(batch), dtype=self.dtype)
@@ -163,7 +169,8 @@ def run_images(args, predictor, boxes, paths):
                 if source == "whole image":
                     logging.info("%s: nobody detected (or --detector none): the whole image is one person", path)
                 batch.append((stem, image, geometry.check_boxes(found, image.shape[:2], path)))
-            for (stem, image, _), found in zip(batch, predictor([b[1] for b in batch], [b[2] for b in batch])):
+            results = predictor([b[1] for b in batch], [b[2] for b in batch]) if batch else []
+            for (stem, image, _), found in zip(batch, results):
                 write_image_outputs(args.out, stem, image, found, predictor.faces)
                 done += 1
             bar.update(min(args.batch_size, len(paths) - start))
@@ -230,9 +237,11 @@ def run(args):
         print(f"wrote the overlay video and {tracks} tracks of {args.input} to {args.out}")
         return 0
     done, skipped = run_images(args, predictor, boxes, what)
+    if not done:
+        raise DemoError(f"no image could be read ({', '.join(skipped)}): check the files or pass other ones")
     print(f"wrote results for {done} image(s) to {args.out}" + (f"; skipped {len(skipped)} unreadable: "
                                                                  + ", ".join(skipped) if skipped else ""))
-    return 0 if done else 2
+    return 0
 
 
 def main(argv=None):

@@ -48,30 +48,32 @@ def read_image(path):
         raise OSError(f"{path}: cannot read the image ({e})") from e
 
 
-def video_frames(path):
-    """(fps, frames): frames yields (index, image [H, W, 3] uint8) in order. A frame ffmpeg cannot decode ends
-    the stream with a logged warning naming it (ffmpeg cannot seek past a broken stream reliably)."""
+def video_frames(path, max_bad_frames=10):
+    """(fps, frames): frames yields (index, image [H, W, 3] uint8) in order. A frame ffmpeg cannot decode is
+    logged by its index and skipped; after max_bad_frames in a row the stream is taken to be broken and ends."""
     import imageio.v2 as imageio
     try:
         reader = imageio.get_reader(path, format="FFMPEG")
         fps = float(reader.get_meta_data().get("fps") or 25.0)
     except Exception as e:  # imageio raises plain Exceptions from the ffmpeg pipe
-        raise InputError(f"{path}: cannot open the video ({str(e).splitlines()[0]})") from e
+        raise InputError(f"{path}: cannot open the video ({str(e).splitlines()[0] if str(e) else e!r})") from e
 
     def frames():
-        index = 0
+        index, bad_run = 0, 0
         try:
-            while True:
+            while bad_run < max_bad_frames:
                 try:
                     frame = reader.get_next_data()
                 except (IndexError, StopIteration):
                     return
-                except Exception as e:  # a corrupt frame: report by index, keep what came before
-                    logging.warning("%s: frame %d cannot be decoded (%s); stopping the video there", path, index,
+                except Exception as e:  # noqa: BLE001 (a corrupt frame: named, skipped, the rest goes on)
+                    logging.warning("%s: frame %d cannot be decoded (%s); skipped", path, index,
                                     str(e).splitlines()[0] if str(e) else type(e).__name__)
-                    return
+                    index, bad_run = index + 1, bad_run + 1
+                    continue
                 yield index, np.asarray(frame, np.uint8)[..., :3]
-                index += 1
+                index, bad_run = index + 1, 0
+            logging.warning("%s: %d frames in a row cannot be decoded; stopping at frame %d", path, bad_run, index)
         finally:
             reader.close()
     return fps, frames()
