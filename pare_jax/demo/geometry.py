@@ -9,8 +9,8 @@ t = (tx, ty, 2 f / (224 s)) seen with focal length f = 5000 px and the principal
 (smpl_jax.cameras). In image pixels that crop camera is a pinhole with focal f * side / 224 and its principal
 point at the box centre, a different camera for every person. One camera for the whole image (all people in one
 scene, depth-ordered; meshes you can place in a 3D viewer) has focal length F and the principal point at the
-image centre. F defaults to the image diagonal in pixels (a 53 degree diagonal field of view), the estimate of the
-authors' code; pass the true focal length when you know it.
+image centre. F defaults to the image diagonal in pixels (a 53 degree diagonal field of view), a usual guess for
+an unknown camera; pass the true focal length when you know it.
 
 The translation in that camera is fitted so that the body's vertices land where the crop camera put them:
 the linear least squares of pare_jax.data.offline_labels.estimate_translation, over all vertices. When F equals
