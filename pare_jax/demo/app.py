@@ -37,6 +37,7 @@ def parse_args(argv):
     p.add_argument("--box-scale", type=float, default=geometry.BOX_SCALE, help="crop side / longer box side")
     p.add_argument("--config", help="configs/NAME.py[:variant] of a workdir from before runs saved config.json")
     p.add_argument("--body", help="SMPL file for the meshes (default: the run's body, or the open body)")
+    p.add_argument("--extra-regressor", help="SPIN's J_regressor_extra.npy, needed with an official SMPL --body")
     p.add_argument("--smooth", action="store_true", help="video: One-Euro smoothing of pose, shape, position")
     args = p.parse_args(argv)
     if args.batch_size <= 0:
@@ -53,7 +54,7 @@ def load_model(args):
         raise DemoError(NO_WEIGHTS)
     body = None
     if args.body:
-        body = smpl_jax.load(args.body)
+        body = smpl_jax.load(args.body, extra_regressor=args.extra_regressor)
     try:
         config = trained_models.config_from_file(args.config) if args.config else None
         return trained_models.load(args.weights, config=config, body=body)
