@@ -9,6 +9,7 @@ from PIL import Image
 from pare_jax.analysis import occlusion
 from pare_jax.models.pare import IMAGENET_MEAN, IMAGENET_STD
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATCH, STRIDE = 22, 22  # a 3 x 3 grid on the smoke config's 64 px images (last row and column 20 px)
 
 
@@ -176,17 +177,20 @@ def test_command_writes_pictures_numbers_and_summary_for_two_models(runs, setup,
 @pytest.mark.parametrize("flags, message", [
     (["--workdir={missing}"], "holds no trained model"),
     (["--split=synthetic:nope"], "Unknown split 'nope'"),
-    (["--split=nope:test"], "unknown dataset 'nope'"),
+    (["--config={root}/configs/synthetic.py:smoke", "--config.data.data_dir={data_dir}", "--split=nope:test"],
+     "unknown dataset 'nope'"),  # also: --config (with an override) in place of the run's config.json
     (["--patch-size=0"], "--patch-size must be at least 1"),
     (["--patch-size=65"], "larger than the model's 64 px input"),
     (["--stride=0"], "--stride must be at least 1"),
     (["--num-images=0"], "--num-images must be at least 1"),
     (["--num-images=two"], "num-images"),
-])
+], ids=["missing_workdir", "unknown_split", "unknown_dataset", "patch_0", "patch_too_large", "stride_0",
+        "num_images_0", "num_images_not_a_number"])
 def test_bad_input_is_one_error_line_and_exit_code_2(runs, tmp_path, capsys, flags, message):
     out = tmp_path / "out"
     argv = ["occlusion", f"--workdir={runs['pare']}", f"--out={out}"]
-    argv += [f.format(missing=tmp_path / "no_such_run") for f in flags]
+    argv += [f.format(missing=tmp_path / "no_such_run", data_dir=runs["config"].data.data_dir, root=ROOT)
+             for f in flags]
     assert occlusion.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and message in err[-1], err

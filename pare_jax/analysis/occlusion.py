@@ -6,10 +6,17 @@ regress the body for every position and record the per-joint 3D error against th
     python -m pare_jax.analysis.occlusion --workdir=runs/synthetic --compare=runs/synthetic_hmr --out=out/vs_hmr
 
 The model (and its data config) comes from the run's config.json; --config=configs/...py[:variant] (with
---config.key=value overrides) replaces it. Writes into --out: per image image_NNNN.png (input, mean MPJPE and
-PA-MPJPE heatmaps; one row per model) and image_NNNN_joints.png (one MPJPE heatmap per joint), over the split
-mean_sensitivity.png / mean_sensitivity_joints.png (the average maps) and part_sensitivity.png (the occlusion
-sensitivity mesh), all numbers in occlusion.npz and the headline figures in summary.json.
+--config.key=value overrides) replaces it. Writes into --out, one row per model in every picture:
+  image_NNNN.png            the input, its mean MPJPE and PA-MPJPE heatmaps (Fig. 1 style)
+  image_NNNN_joints.png     per joint, the MPJPE increase over the unoccluded image (which position hurts which
+                            joint)
+  mean_sensitivity*.png     the same two pictures averaged over the images of the split
+  part_sensitivity.png      the occlusion sensitivity mesh (below)
+  occlusion.npz             every number: boxes, per-image per-position per-joint errors, part sensitivities, maps
+  summary.json              per model: unoccluded, mean over positions, worst position (MPJPE, PA-MPJPE), parts
+Bad input (no model in --workdir, unknown split, patch size < 1 or larger than the image, stride < 1,
+num-images < 1) is one `error: ...` line on stderr and exit code 2, checked before anything is written; files
+are written to temporary names and renamed, summary.json last.
 
 Choices, stated once:
 - The patch is grey: RGB 0.5 in ImageNet normalisation, (0.5 - mean) / std per channel, written into the model's
@@ -246,7 +253,8 @@ def write_outputs(out_dir, models, split, samples, boxes, grid, errors, parts, p
     for i, image in enumerate(samples["img"]):
         means = {labels[n]: {k: maps[n][i][..., 2 * joints + j] for j, k in enumerate(METRICS)} for n in models}
         save(f"image_{i:04d}.png", pictures.png_bytes(pictures.image_figure(image, means)))
-        per_joint = {labels[n]: {"mpjpe": maps[n][i][..., :joints]} for n in models}
+        per_joint = {labels[n]: {"mpjpe increase": maps[n][i][..., :joints] - errors[n]["unoccluded_mpjpe"][i]}
+                     for n in models}
         save(f"image_{i:04d}_joints.png", pictures.png_bytes(pictures.image_figure(image, per_joint, LSP14_NAMES)))
     mean_image = samples["img"].mean(axis=0)
     average = {n: np.nanmean(np.stack(maps[n]), axis=0) for n in models}
@@ -254,7 +262,8 @@ def write_outputs(out_dir, models, split, samples, boxes, grid, errors, parts, p
         mean_image, {labels[n]: {k: average[n][..., 2 * joints + j] for j, k in enumerate(METRICS)}
                      for n in models})))
     save("mean_sensitivity_joints.png", pictures.png_bytes(pictures.image_figure(
-        mean_image, {labels[n]: {"mpjpe": average[n][..., :joints]} for n in models}, LSP14_NAMES)))
+        mean_image, {labels[n]: {"mpjpe increase": average[n][..., :joints] - errors[n]["unoccluded_mpjpe"].mean(0)}
+                     for n in models}, LSP14_NAMES)))
     first = next(iter(models.values()))
     save("part_sensitivity.png", pictures.png_bytes(pictures.part_figure(
         first.body, {labels[n]: {k: parts[n][k].mean(axis=1) for k in METRICS} for n in models})))
@@ -299,13 +308,14 @@ class UsageError(ValueError):
     """A bad command line: reported as one `error: ...` line, exit code 2."""
 
 
-def _flags():
-    """The command's flags, on a FlagValues of their own (main can run many times in one process)."""
+def _flags(argv):
+    """The command's flags, on a FlagValues of their own (main can run many times in one process); argv tells
+    config_flags which --config.key=value overrides to define."""
     from absl import flags
     from ml_collections import config_flags
     fv = flags.FlagValues()
     config_flags.DEFINE_config_file("config", None, "config file (configs/*.py[:variant]); default: the run's "
-                                    "config.json", flag_values=fv, lock_config=True)
+                                    "config.json", flag_values=fv, lock_config=True, sys_argv=argv)
     flags.DEFINE_string("workdir", None, "the trained model: a training workdir or converted weights", flag_values=fv)
     flags.DEFINE_string("out", None, "output folder", flag_values=fv)
     flags.DEFINE_string("compare", "", "a second model's workdir, run on the same images and patches", flag_values=fv)
@@ -327,7 +337,7 @@ def _at_least_one(value, name, fix):
 def run(argv):
     """Parse, check, load, compute, then write (nothing is written before every check has passed)."""
     from absl import flags
-    fv = _flags()
+    fv = _flags(argv)
     try:
         fv(argv)
     except (flags.Error, ValueError) as e:

@@ -134,7 +134,7 @@ def image_figure(image, maps, joint_names=None):
         heat = by_metric[metric]
         rows.append([titled(base, label)] + [titled(heat_overlay(base, upscale(heat[..., j], scale), vmin, vmax),
                                                     name) for j, name in enumerate(joint_names)])
-    rows.append([colorbar(base.shape[1], vmin, vmax, f"mm {metric.upper()}")])
+    rows.append([colorbar(base.shape[1], vmin, vmax, f"mm {metric.upper()}")])  # one range for all joints
     return compose(rows)
 
 
