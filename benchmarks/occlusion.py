@@ -86,9 +86,9 @@ def main():
           f"{grid[1]}, timing {len(boxes)} positions; chunk {min(args.chunk, len(boxes))}")
     seconds = interleaved_best([ours, one_per_position], args.repeats)
     rates = [len(boxes) / s for s in seconds]
-    print(f"{'':24} {'positions/s':>12} {'compile+1st s':>13}")
-    print(f"{'ours (chunked, jitted)':24} {rates[0]:12.1f} {compile_s[0]:13.1f}")
-    print(f"{'one call per position':24} {rates[1]:12.1f} {compile_s[1]:13.1f}")
+    print(f"{'':24} {'positions/s':>12} {'compile+1st s':>14}")
+    print(f"{'ours (chunked, jitted)':24} {rates[0]:12.1f} {compile_s[0]:14.1f}")
+    print(f"{'one call per position':24} {rates[1]:12.1f} {compile_s[1]:14.1f}")
     print(f"ratio ours / one per position: {rates[0] / rates[1]:.2f}")
     if not on_cpu:
         full = grid[0] * grid[1] / rates[0]

@@ -257,7 +257,7 @@ def write_outputs(out_dir, models, split, samples, boxes, grid, errors, parts, p
                      for n in models}
         save(f"image_{i:04d}_joints.png", pictures.png_bytes(pictures.image_figure(image, per_joint, LSP14_NAMES)))
     mean_image = samples["img"].mean(axis=0)
-    average = {n: np.nanmean(np.stack(maps[n]), axis=0) for n in models}
+    average = {n: np.mean(np.stack(maps[n]), axis=0) for n in models}  # uncovered pixels: NaN in every image alike
     save("mean_sensitivity.png", pictures.png_bytes(pictures.image_figure(
         mean_image, {labels[n]: {k: average[n][..., 2 * joints + j] for j, k in enumerate(METRICS)}
                      for n in models})))
