@@ -43,6 +43,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from pare_jax.models import build_model, inference_split  # noqa: E402
+from timing import interleaved_best  # noqa: E402 (benchmarks/timing.py)
 from pare_jax.models.pare import _predict  # noqa: E402
 
 
@@ -71,17 +72,6 @@ def reference(torch, backbone, batch, dtype):
 
     run(images[:2])
     return run
-
-
-def interleaved_best(runs, repeats):
-    """Best time of each callable, timing them in turns so that both see the same background load."""
-    best = [float("inf")] * len(runs)
-    for _ in range(repeats):
-        for i, run in enumerate(runs):
-            start = time.perf_counter()
-            run()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
 
 
 def main():

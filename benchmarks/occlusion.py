@@ -28,6 +28,7 @@ from flax import nnx  # noqa: E402
 
 import smpl_jax  # noqa: E402
 from pare_jax.analysis import occlusion  # noqa: E402
+from timing import interleaved_best  # noqa: E402 (benchmarks/timing.py)
 from pare_jax.models import build_model, inference_split  # noqa: E402
 
 
@@ -42,17 +43,6 @@ def parse_args(on_cpu):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     return parser.parse_args()
-
-
-def interleaved_best(runs, repeats):
-    """Best time of each callable, timing them in turns so that both see the same background load."""
-    best = [float("inf")] * len(runs)
-    for _ in range(repeats):
-        for i, run in enumerate(runs):
-            start = time.perf_counter()
-            run()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
 
 
 def main():
