@@ -121,9 +121,16 @@ def evaluate_mean_pose_baseline(config, body, mesh, reporter, step=0):
 
 
 def main(argv):
+    from pare_jax import preflight
+    with preflight.exit_on_error():  # bad input: one line `error: ...`, exit code 2
+        _main(argv, preflight)
+
+
+def _main(argv, preflight):
     del argv
     from pare_jax import checkpoint, reporting, schedules, trained
     config, workdir = FLAGS.config, FLAGS.workdir
+    preflight.check(config, workdir, for_training=False)
     mesh = sharding.data_mesh()
     body = sharding.replicate(trained.load_body(config.body), mesh)
     reporter = reporting.Reporter(workdir, config.num_steps, 0)
@@ -148,4 +155,5 @@ if __name__ == "__main__":
     flags.DEFINE_string("workdir", None, "the training run's directory")
     flags.DEFINE_enum("baseline", "", ["", "mean_pose"], "evaluate a baseline predictor instead of the model")
     flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main)
+    from pare_jax import preflight
+    app.run(main, flags_parser=preflight.parse_command_line)

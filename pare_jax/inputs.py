@@ -39,13 +39,25 @@ def _builder(config, name):
                              extra_regressor=config.body.extra_regressor or None)
 
 
+def is_prepared(config, name):
+    """Whether the dataset of a config name is already built in config.data.data_dir."""
+    return _builder(config, name).is_prepared()
+
+
 def prepared_folder(config, name):
-    """Build the dataset if needed; return the folder of its prepared version (what the pipeline reads)."""
+    """Build the dataset if needed; return the folder of its prepared version (what the pipeline reads).
+    With several processes, process 0 builds and the others wait for it: tfds writes through temporary
+    folders named per process, and two builders renaming their results into one place would race."""
+    import jax
     import tensorflow_datasets as tfds
     builder = _builder(config, name)
-    if not builder.is_prepared():
+    if not builder.is_prepared() and jax.process_index() == 0:
         download = tfds.download.DownloadConfig(manual_dir=os.path.expanduser(config.data.manual_dir) or None)
         builder.download_and_prepare(download_config=download)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices(f"dataset {name} prepared")
+        builder = _builder(config, name)  # re-read: on the other processes it was not prepared when built
     return os.fspath(builder.data_dir)
 
 

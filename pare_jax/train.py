@@ -10,7 +10,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from pare_jax import checkpoint, evaluate, inputs, reporting, schedules, sharding
+from pare_jax import checkpoint, evaluate, inputs, preflight, reporting, schedules, sharding
 from pare_jax.models.pare import abstract_model
 from pare_jax.train_step import make_train_step
 from pare_jax.trained import initial_state, load_body, save_run_config
@@ -39,6 +39,7 @@ def train_and_evaluate(config, workdir):
     end. Returns the final evaluation summaries {split: summary}."""
     reporting.quiet_library_logs()
     maybe_initialize_distributed(config)
+    preflight.check(config, workdir, for_training=True)
     mesh = sharding.data_mesh()
     per_process_batch = sharding.check_batch_size(config.batch_size, mesh)
     overview, _ = parameter_overview(config)

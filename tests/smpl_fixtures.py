@@ -105,3 +105,14 @@ def write_official_pkl(path, arrays):
 def write_npz(path, arrays):
     """smplx-readable .npz with the official key names."""
     np.savez(path, **arrays)
+
+
+def write_crafted_pkl(path, arrays, **replacements):
+    """An official-style .pkl whose values are replaced (e.g. by fake_chumpy / fake_sparse objects or crafted
+    reducers), to test how the loader treats damaged or hostile files."""
+    data = dict(arrays, **replacements)
+    with _fake_modules(), open(path, "wb") as fh:
+        pickle.dump(data, fh, protocol=2)
+
+
+fake_chumpy, fake_sparse = _FakeCh, _FakeCsc

@@ -297,8 +297,7 @@ def test_lightning_checkpoint_converts_end_to_end(tmp_path):
     x = rand(2, 64, 64, 3, seed=2)
     with jax.default_matmul_precision("highest"):
         assert_outputs_match(predict(model, None, jnp.asarray(x)), torch_outputs(net, x))
-    with pytest.raises(FileExistsError, match="--overwrite"):
-        convert_main([str(tmp_path / "pare.ckpt"), str(tmp_path / "flax")])
+    assert convert_main([str(tmp_path / "pare.ckpt"), str(tmp_path / "flax")]) == 2  # exists: refused
 
 
 def test_malicious_pickle_does_not_run(tmp_path):
@@ -343,3 +342,85 @@ def test_orbax_weights_round_trip(tmp_path):
         np.testing.assert_array_equal(restored[path], original[path])
     with pytest.raises(FileNotFoundError, match="not a weights directory"):
         load_model(str(tmp_path))
+
+
+# --- the command line on bad input: one line `error: ...`, exit code 2, nothing written ---------------------------
+
+@pytest.fixture(scope="module")
+def tiny_state_file(tmp_path_factory):
+    """A bare state dict of the tiny HMR model (the fastest to convert)."""
+    path = tmp_path_factory.mktemp("tiny") / "hmr_tiny.pth"
+    torch.manual_seed(0)
+    state = build_reference(dict(backbone="resnet_tiny", head="hmr")).state_dict()
+    torch.save(state, path)
+    return path, state
+
+
+def _bad_input(kind, tmp_path, tiny_state_file):
+    """(checkpoint path, extra arguments, expected message) of one kind of bad input."""
+    good, state = tiny_state_file
+    path = tmp_path / "in.pth"
+    if kind == "missing":
+        return tmp_path / "nope.ckpt", [], "nope.ckpt: no such file"
+    if kind == "text":
+        path.write_text("hello, this is not a checkpoint\n")
+        return path, [], "in.pth: not a PyTorch checkpoint (KeyError"
+    if kind == "empty":
+        path.write_bytes(b"")
+        return path, [], "in.pth: the file is empty"
+    if kind == "zip_not_torch":
+        import zipfile
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("notes.txt", "hi")
+        return path, [], "in.pth: not a PyTorch checkpoint"
+    if kind == "truncated":
+        path.write_bytes(good.read_bytes()[:5000])
+        return path, [], "in.pth: not a PyTorch checkpoint"
+    changed = {"extra": dict(state, **{"head.extra.weight": torch.zeros(3)}),
+               "missing_tensor": {k: v for k, v in state.items() if k != "head.fc2.bias"},
+               "wrong_shape": dict(state, **{"head.deccam.weight": torch.zeros(3, 7)}),
+               "not_a_tensor": dict(state, epoch=3)}[kind]
+    torch.save(changed, path)
+    return path, ["--backbone", "resnet_tiny", "--head", "hmr"], {
+        "extra": r"unused checkpoint tensors (1): ['head.extra.weight']",
+        "missing_tensor": r"model variables without a tensor (1): ['head.fc2.bias']",
+        "wrong_shape": "head.deccam.weight: checkpoint shape (3, 7)",
+        "not_a_tensor": "state-dict entries that are not tensors: ['epoch']"}[kind]
+
+
+@pytest.mark.parametrize("kind", ["missing", "text", "empty", "zip_not_torch", "truncated", "extra",
+                                  "missing_tensor", "wrong_shape", "not_a_tensor"])
+def test_convert_command_bad_input_is_one_error_line(kind, tmp_path, tiny_state_file, capsys):
+    checkpoint, extra, message = _bad_input(kind, tmp_path, tiny_state_file)
+    before = sorted(os.listdir(tmp_path))
+    assert convert_main([str(checkpoint), str(tmp_path / "out")] + extra) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert sorted(os.listdir(tmp_path)) == before  # no output, no temporary
+
+
+def test_convert_overwrite_refuses_a_file_or_foreign_directory_before_writing(tmp_path, tiny_state_file, capsys):
+    checkpoint, _ = tiny_state_file
+    (tmp_path / "out").write_text("precious")
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "a.jpg").write_text("precious")
+    assert convert_main([str(checkpoint), str(tmp_path / "out"), "--overwrite"]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+    assert convert_main([str(checkpoint), str(tmp_path / "photos"), "--overwrite"]) == 2
+    assert "is not a weights directory" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["out", "photos"] and (tmp_path / "out").read_text() == "precious"
+    assert os.listdir(tmp_path / "photos") == ["a.jpg"]
+    assert convert_main([str(checkpoint), str(tmp_path / "w")]) == 0
+    assert convert_main([str(checkpoint), str(tmp_path / "w"), "--overwrite"]) == 0  # a weights directory: fine
+    assert sorted(os.listdir(tmp_path)) == ["out", "photos", "w"]
+
+
+def test_restricted_loader_refuses_crafted_tensor_records(tmp_path):
+    from pare_jax.convert.torch_files import _rebuild_tensor
+    storage = np.zeros(4, np.float32)
+    with pytest.raises(CheckpointFileError, match="runs past its storage"):
+        _rebuild_tensor(storage, 2, (3,), (1,))
+    with pytest.raises(CheckpointFileError, match="values"):
+        _rebuild_tensor(storage, 0, (10 ** 6, 10 ** 6), (0, 0))  # a zero stride repeating one stored value
+    with pytest.raises(CheckpointFileError, match="non-integer"):
+        _rebuild_tensor(storage, "0", (object(),), (1,))

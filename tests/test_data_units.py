@@ -230,3 +230,22 @@ def test_flip_pose_matches_smpl_flip_and_random_parameters_are_stateless():
     assert occluders_per_image.min() == 1 and occluders_per_image.max() == 7
     assert 0.75 <= scales.min() and scales.max() <= 1.25  # no random crop before crop_start_step
     assert np.abs(angles).max() <= 60 and 0.5 < (angles == 0).mean() < 0.7
+
+
+def test_spin_npz_truncated_is_named_and_non_finite_labels_are_dropped_and_reported(tmp_path, caplog):
+    n = 3
+    rng = np.random.default_rng(0)
+    pose = rng.normal(0, 0.1, (n, 72))
+    pose[1, 5] = np.nan
+    part = np.ones((n, 24, 3))
+    part[2, 7, 0] = np.inf
+    np.savez(tmp_path / "ok.npz", imgname=np.array(["a.jpg", "b.jpg", "c.jpg"]), center=np.full((n, 2), 100.0),
+             scale=np.ones(n), pose=pose, shape=np.zeros((n, 10)), part=part)
+    ann = spin_format.read_annotations(tmp_path / "ok.npz")
+    assert ann["has_smpl"].tolist() == [1.0, 0.0, 1.0] and np.isfinite(ann["pose"]).all()
+    assert ann["part"][2, 7].tolist() == [0.0, 0.0, 0.0] and ann["part"][2, 6].tolist() == [1.0, 1.0, 1.0]
+    assert "ok.npz: 'pose' has non-finite values in 1 rows (e.g. [1], imgname b.jpg)" in caplog.text
+    assert "ok.npz: 'part' has non-finite values in 1 rows" in caplog.text
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "ok.npz").read_bytes()[:300])
+    with pytest.raises(spin_format.SpinFormatError, match=r"cut.npz: cannot read it as a .npz .*truncated"):
+        spin_format.read_annotations(tmp_path / "cut.npz")

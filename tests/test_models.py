@@ -172,6 +172,12 @@ def test_input_errors_are_clear(body):
     model = build_model(dict(backbone="resnet_tiny", head="hmr"), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="looks like NCHW"):
         predict(model, None, jnp.zeros((1, 3, 64, 64)))
+    with pytest.raises(TypeError, match=r"dtype uint8.*normalize_images\(images / 255.0\)"):
+        predict(model, None, np.zeros((1, 64, 64, 3), np.uint8))
+    with pytest.raises(ValueError, match="no pixels to predict from"):
+        predict(model, None, np.zeros((0, 64, 64, 3), np.float32))
+    with pytest.raises(TypeError, match=r"got a list; e.g. np.stack"):
+        predict(model, None, [np.zeros((64, 64, 3), np.float32)])
     arrays = normalize_arrays(random_smpl_arrays(0, num_vertices=NUM_VERTICES))
     with pytest.raises(ValueError, match="extra_regressor"):
         predict(model, SMPL.from_arrays(arrays), images(1))

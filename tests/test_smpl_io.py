@@ -140,3 +140,94 @@ def test_smpl_jax_imports_only_jax_and_numpy():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+class _ObjectDtypeWithoutFlags:
+    """numpy.dtype('O8') pickled with flags 0: numpy would then believe the array holds no objects and read its
+    data bytes as pointers (a segfault). Built only from allowlisted names: numpy.dtype."""
+    def __reduce__(self):
+        return np.dtype, ("O8", False, True), (3, "|", None, None, None, -1, -1, 0)
+
+
+class _ArrayOf:
+    """An ndarray as numpy pickles one (_reconstruct + state), with a chosen dtype object and raw bytes."""
+    def __init__(self, dtype, data, shape):
+        self.dtype, self.data, self.shape = dtype, data, shape
+
+    def __reduce__(self):
+        from numpy._core.multiarray import _reconstruct
+        return _reconstruct, (np.ndarray, (0,), b"b"), (1, self.shape, self.dtype, False, self.data)
+
+
+def test_object_dtype_array_from_allowlisted_names_is_refused_not_dereferenced(tmp_path, small_arrays, capsys):
+    from smpl_fixtures import write_crafted_pkl
+    path = tmp_path / "pointers.pkl"
+    write_crafted_pkl(path, small_arrays, v_template=_ArrayOf(_ObjectDtypeWithoutFlags(), b"\x41" * 8 * 900,
+                                                              (300, 3)))
+    assert b"numpy\ndtype" in path.read_bytes() and b"_reconstruct" in path.read_bytes()
+    with pytest.raises(ModelFileError, match=r"pointers.pkl: key 'v_template' has dtype 'O8' \(kind 'O'\)"):
+        smpl_jax.load(path)
+    assert convert_main([str(path), str(tmp_path / "out.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "dtype 'O8'" in err
+    assert sorted(os.listdir(tmp_path)) == ["pointers.pkl"]  # no output, no temporary
+
+
+def test_array_bytes_must_match_shape_and_dtype(tmp_path, small_arrays):
+    from smpl_fixtures import write_crafted_pkl
+    short = _ArrayOf(np.dtype("f8"), b"\0" * 8, (300, 3))
+    write_crafted_pkl(tmp_path / "short.pkl", small_arrays, v_template=short)
+    with pytest.raises(ModelFileError, match="'v_template' is a numpy array whose data does not match"):
+        smpl_jax.load(tmp_path / "short.pkl")
+
+
+def _damaged(small_arrays, what):
+    """(file kind, replacements) of a damaged model file, and the message expected."""
+    from smpl_fixtures import fake_chumpy, fake_sparse
+    a = small_arrays
+    loop = fake_chumpy(None)
+    loop.x = loop
+    huge = fake_sparse(a["J_regressor"])
+    huge.shape = (10 ** 12, 24)  # csc: 10^12 columns' worth of index pointers claimed
+    nested = 0.0
+    for _ in range(5000):
+        nested = [nested]
+    nan = a["v_template"].copy()
+    nan[5, 1] = np.nan
+    inf = a["weights"].copy()
+    inf[0, 0] = np.inf
+    cases = {
+        "empty_parents": (dict(kintree_table=np.zeros((2, 0), np.int64)), "key 'parents' has shape"),
+        "string_array": (dict(v_template=np.array(["a", "b"])), "key 'v_template' (holds <U1 values|has dtype 'U1')"),
+        "zero_d": (dict(shapedirs=np.array(1.0)), "key 'shapedirs' is a single number"),
+        "nan": (dict(v_template=nan), "key 'v_template' contains 1 NaN or infinite values"),
+        "inf": (dict(weights=inf), "key 'weights' contains 1 NaN or infinite values"),
+        "keypoint_ids_out_of_range": (dict(keypoint_vertex_ids=np.array([0, 300])),
+                                      r"key 'keypoint_vertex_ids' indexes vertices outside \[0, 300\)"),
+        "keypoint_ids_negative": (dict(keypoint_vertex_ids=np.array([-1, 2])),
+                                  "key 'keypoint_vertex_ids' indexes vertices outside"),
+        "huge_sparse": (dict(J_regressor=huge), "key 'J_regressor' is a sparse matrix of shape"),
+        "self_referencing_chumpy": (dict(shapedirs=loop), "key 'shapedirs' nests chumpy objects"),
+        "deeply_nested_list": (dict(weights=nested), "(key 'weights' is not an array of numbers|not a readable pickle)"),
+    }
+    return cases[what]
+
+
+@pytest.mark.parametrize("what", ["empty_parents", "string_array", "zero_d", "nan", "inf",
+                                  "keypoint_ids_out_of_range", "keypoint_ids_negative", "huge_sparse",
+                                  "self_referencing_chumpy", "deeply_nested_list"])
+def test_damaged_model_files_are_refused_by_key(tmp_path, small_arrays, what):
+    from smpl_fixtures import write_crafted_pkl
+    replacements, message = _damaged(small_arrays, what)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20000)  # the pickler recurses into the nested list
+    try:
+        write_crafted_pkl(tmp_path / "m.pkl", small_arrays, **replacements)
+    finally:
+        sys.setrecursionlimit(limit)
+    with pytest.raises(ModelFileError, match=message):
+        read_model_arrays(tmp_path / "m.pkl")
+    if what not in ("huge_sparse", "self_referencing_chumpy", "deeply_nested_list"):  # npz can hold these too
+        write_npz(tmp_path / "m.npz", dict(small_arrays, **replacements))
+        with pytest.raises(ModelFileError, match=message):
+            read_model_arrays(tmp_path / "m.npz")

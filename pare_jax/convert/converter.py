@@ -112,7 +112,8 @@ def convert_state_dict(state_dict, config, source="pare"):
     unused = sorted(set(state_dict) - set(mapping))
     missing = sorted(k for k in set(mapping) - set(state_dict) if not (may_keep_init and may_keep_init.match(k)))
     if unused or missing:
-        raise ValueError(f"checkpoint does not match the model ({config}):\n"
-                         f"  unused checkpoint tensors ({len(unused)}): {unused[:20]}\n"
-                         f"  model variables without a tensor ({len(missing)}): {missing[:20]}")
+        raise ValueError(f"checkpoint does not match the model ({config}): "
+                         f"unused checkpoint tensors ({len(unused)}): {unused[:20]}; "
+                         f"model variables without a tensor ({len(missing)}): {missing[:20]}; "
+                         "is it the checkpoint of this --source, or do --backbone/--head need setting?")
     return {mapping[k].flax_path: to_flax_array(mapping[k], k, v) for k, v in state_dict.items()}

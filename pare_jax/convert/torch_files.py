@@ -18,7 +18,12 @@ import numpy as np
 
 
 class CheckpointFileError(ValueError):
-    pass
+    """A checkpoint file is missing, unreadable, unsafe or not a state dict; the message names the file."""
+
+
+# The largest tensor of the authors' models has about 2.4 million values; a crafted size/stride pair that claims
+# vastly more (a zero stride repeats one stored value) would only exhaust memory when copied out.
+MAX_TENSOR_VALUES = 10 ** 8
 
 
 class Placeholder:
@@ -74,10 +79,16 @@ def _rebuild_tensor(storage, offset, size, stride, *unused):
     bounds-checked first: as_strided would otherwise read whatever memory a crafted file points it at."""
     if not isinstance(storage, np.ndarray):
         raise CheckpointFileError("malformed checkpoint: a tensor without a storage")
-    size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
+    try:
+        offset, size, stride = int(offset), tuple(int(s) for s in size), tuple(int(s) for s in stride)
+    except (TypeError, ValueError):
+        raise CheckpointFileError("malformed checkpoint: a tensor with a non-integer offset, size or stride") from None
     if offset < 0 or len(size) != len(stride) or min(size + stride, default=0) < 0:
         raise CheckpointFileError(f"malformed checkpoint: tensor offset {offset}, size {size}, stride {stride}")
-    if int(np.prod(size)) == 0:
+    numel = int(np.prod(size, dtype=object))
+    if numel > MAX_TENSOR_VALUES:
+        raise CheckpointFileError(f"malformed checkpoint: a tensor of size {size} ({numel:.1e} values)")
+    if numel == 0:
         return np.zeros(size, storage.dtype)
     last = offset + sum((n - 1) * s for n, s in zip(size, stride))
     if last >= storage.size:
@@ -116,12 +127,19 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return _placeholder_class(f"{module}.{name}")
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and pid and pid[0] == "storage" and isinstance(pid[1], str)):
-            raise CheckpointFileError(f"unexpected persistent id {pid!r} in the checkpoint")
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], str)
+                and isinstance(pid[2], str) and isinstance(pid[4], int) and pid[4] >= 0):
+            raise CheckpointFileError(f"unexpected persistent id {str(pid)[:100]} in the checkpoint")
         _, storage_name, key, _location, numel = pid
         if key not in self._storages:
-            raw = self.archive.read(f"{self.prefix}data/{key}")
             dtype = _numpy_dtype(storage_name)
+            name = f"{self.prefix}data/{key}"
+            if name not in self.archive.namelist():
+                raise CheckpointFileError(f"the checkpoint archive lacks the tensor storage {name}")
+            raw = self.archive.read(name)
+            if len(raw) < numel * dtype.itemsize:
+                raise CheckpointFileError(f"the tensor storage {name} holds {len(raw)} bytes, fewer than its "
+                                          f"{numel} values need (a truncated or corrupt file)")
             self._storages[key] = np.frombuffer(raw, dtype=dtype, count=numel)
         return self._storages[key]
 
@@ -141,7 +159,13 @@ def restricted_load(path):
         if byteorder in archive.namelist() and archive.read(byteorder).strip() != b"little":
             raise CheckpointFileError(f"{path}: big-endian checkpoints are not supported")
         unpickler = _RestrictedUnpickler(io.BytesIO(archive.read(pickles[0])), archive, prefix)
-        return unpickler.load(), sorted(unpickler.refused)
+        try:
+            return unpickler.load(), sorted(unpickler.refused)
+        except CheckpointFileError as exc:
+            raise CheckpointFileError(f"{path}: {exc}") from None
+        except Exception as exc:  # truncated or garbage bytes, a rebuild function fed the wrong arguments
+            raise CheckpointFileError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: "
+                                      f"{str(exc)[:200]})") from None
 
 
 def _to_numpy(value):
@@ -158,14 +182,23 @@ def load_state_dict(path):
     Needs torch for the first attempt (weights_only=True); falls back to the restricted unpickler.
     """
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path!r} not found")
-    import torch  # only the converter needs torch
+        raise CheckpointFileError(f"{path}: no such file; pass the path of the authors' .ckpt or a state-dict .pth")
+    if os.path.getsize(path) == 0:
+        raise CheckpointFileError(f"{path}: the file is empty (an interrupted download?)")
+    try:
+        import torch  # only the converter needs torch
+    except ImportError:
+        raise CheckpointFileError("reading PyTorch checkpoints needs torch: pip install torch==2.13.0") from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:  # weights_only refused a global (hyper-parameters, callbacks, ...)
         obj, refused = restricted_load(path)
         print(f"{path}: holds objects besides tensors, read with the restricted unpickler; inert placeholders "
               f"for: {', '.join(refused) or 'nothing'}")
+    except Exception as exc:  # text, truncated archives, zips that are not torch files: torch's own errors
+        first_line = (str(exc).splitlines() or ["unreadable"])[0][:200]
+        raise CheckpointFileError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__}: {first_line}); "
+                                  "pass the authors' .ckpt or a state dict saved with torch.save") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):

@@ -50,9 +50,7 @@ def save_weights(directory, config, weights, contents="full", source="", overwri
     temporary sibling, then renamed). contents: "full" or "backbone" (a backbone initialisation)."""
     config = ModelConfig.from_mapping(config)
     directory = os.path.abspath(directory)
-    if os.path.exists(directory) and not overwrite:
-        raise FileExistsError(f"{directory} exists; choose another output directory or pass overwrite=True "
-                              "(--overwrite)")
+    check_output_directory(directory, overwrite)
     variables = dict(nnx.to_flat_state(nnx.state(abstract_model(config), WEIGHT_VARIABLES)))
     unknown = sorted("/".join(map(str, p)) for p in set(weights) - set(variables))
     if unknown:
@@ -60,16 +58,36 @@ def save_weights(directory, config, weights, contents="full", source="", overwri
     tree = _nest({(_collection_of(variables[p]), p): v for p, v in weights.items()})
     tmp = f"{directory}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    with ocp.StandardCheckpointer() as checkpointer:
-        checkpointer.save(os.path.join(tmp, WEIGHTS_DIR), tree)
-        checkpointer.wait_until_finished()
-    with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
-        json.dump({"model": config.to_dict(), "contents": contents, "source": source}, f, indent=2)
-    if os.path.exists(directory):
-        shutil.rmtree(directory)
-    os.rename(tmp, directory)
+    try:
+        os.makedirs(tmp)
+        with ocp.StandardCheckpointer() as checkpointer:
+            checkpointer.save(os.path.join(tmp, WEIGHTS_DIR), tree)
+            checkpointer.wait_until_finished()
+        with open(os.path.join(tmp, CONFIG_FILE), "w") as f:
+            json.dump({"model": config.to_dict(), "contents": contents, "source": source}, f, indent=2)
+        if os.path.exists(directory):
+            shutil.rmtree(directory)
+        os.rename(tmp, directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return directory
+
+
+def check_output_directory(directory, overwrite):
+    """Refuse, before anything is written, an output that exists (without overwrite), that is not a directory,
+    or that is a directory other than a weights directory (overwrite must never delete someone's data)."""
+    if not os.path.lexists(directory):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{directory} exists; choose another output directory or pass overwrite=True "
+                              "(--overwrite)")
+    if not os.path.isdir(directory) or os.path.islink(directory):
+        raise FileExistsError(f"{directory} exists and is not a directory; --overwrite only replaces a weights "
+                              "directory: remove the file or choose another output")
+    if os.listdir(directory) and not os.path.isfile(os.path.join(directory, CONFIG_FILE)):
+        raise FileExistsError(f"{directory} is not a weights directory (no {CONFIG_FILE}); --overwrite only "
+                              "replaces one written by python -m pare_jax.convert: choose another output")
 
 
 def save_model(directory, model, source="", overwrite=False):

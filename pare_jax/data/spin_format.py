@@ -18,11 +18,14 @@ npz keys (N samples; only imgname, center and scale are required, the others def
 `read_annotations` returns a dict of arrays with every key filled in, `crop_image` cuts the stored crop
 (box plus margin) out of an image.
 """
+import logging
 import os
 
 import numpy as np
 
 from pare_jax.data.schema import NUM_GT_JOINTS
+
+log = logging.getLogger(__name__)
 
 REQUIRED_KEYS = ("imgname", "center", "scale")
 # key -> trailing shape; every key is [N, ...].
@@ -44,9 +47,10 @@ def read_annotations(npz_path):
             raw = {key: data[key] for key in data.files}
     except FileNotFoundError:
         raise
-    except (OSError, ValueError) as exc:
-        raise SpinFormatError(f"{npz_path}: cannot read it as a .npz without pickles ({exc}); re-save it with "
-                              "numpy.savez using plain arrays (strings as a unicode array, not objects)") from exc
+    except Exception as exc:  # truncated zips (BadZipFile, EOFError), pickled objects (ValueError), ...
+        raise SpinFormatError(f"{npz_path}: cannot read it as a .npz without pickles ({type(exc).__name__}: "
+                              f"{exc}); a truncated copy? Re-copy it, or re-save it with numpy.savez using plain "
+                              "arrays (strings as a unicode array, not objects)") from None
     missing = [key for key in REQUIRED_KEYS if key not in raw]
     if missing:
         raise SpinFormatError(f"{npz_path}: missing required keys {missing}; a SPIN/PARE npz has at least "
@@ -60,7 +64,32 @@ def read_annotations(npz_path):
     if len(bad):
         raise SpinFormatError(f"{npz_path}: {len(bad)} rows have a non-positive or non-finite box (scale / center), "
                               f"e.g. rows {bad[:10].tolist()}; drop them from the file")
-    return _fill_defaults(raw, num)
+    return _drop_non_finite_labels(_fill_defaults(raw, num), npz_path)
+
+
+# label key -> (the flag or confidence that marks it as absent)
+_LABEL_FLAGS = {"pose": "has_smpl", "shape": "has_smpl", "part": None, "openpose": None, "S": "has_joints3d"}
+
+
+def _drop_non_finite_labels(out, npz_path):
+    """NaN or infinite labels would turn every loss they reach into NaN: such a label is marked absent (flag or
+    keypoint confidence 0, values 0) and the rows are reported by name, never used silently."""
+    for key, flag in _LABEL_FLAGS.items():
+        bad = ~np.isfinite(out[key])
+        if not bad.any():
+            continue
+        rows = np.flatnonzero(bad.reshape(len(bad), -1).any(-1))
+        if flag is None:  # keypoints: drop only the joints with a non-finite coordinate
+            joints = bad.any(-1)
+            out[key][joints] = 0.0
+        else:
+            out[key][rows] = 0.0
+            out[flag][rows] = 0.0
+            if key == "S":
+                out["S"][rows, :, 3] = 0.0
+        log.warning("%s: '%s' has non-finite values in %d rows (e.g. %s, imgname %s); those labels are treated "
+                    "as absent", npz_path, key, len(rows), rows[:5].tolist(), out["imgname"][rows[0]])
+    return out
 
 
 def _fill_defaults(raw, num):

@@ -83,10 +83,19 @@ def _abstract_model(config):
 
 
 def _check_images(images):
+    """Refuse what would give meaningless output or an obscure error deep inside the network."""
+    if not hasattr(images, "shape") or not hasattr(images, "dtype"):
+        raise TypeError(f"images must be an array [N, H, W, 3] (numpy or jax), got a {type(images).__name__}; "
+                        "e.g. np.stack(list_of_images)")
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"images must be [N, H, W, 3] (NHWC, ImageNet-normalised RGB); got shape {images.shape}"
                          + (" - looks like NCHW: transpose with images.transpose(0, 2, 3, 1)"
                             if images.ndim == 4 and images.shape[1] == 3 else ""))
+    if not jnp.issubdtype(images.dtype, jnp.floating):
+        raise TypeError(f"images have dtype {images.dtype}; the network expects ImageNet-normalised floats: "
+                        "convert uint8 pixels with pare_jax.models.normalize_images(images / 255.0)")
+    if images.shape[0] == 0 or images.shape[1] == 0 or images.shape[2] == 0:
+        raise ValueError(f"images has shape {images.shape}: no pixels to predict from (an empty batch?)")
 
 
 def smpl_outputs(body, pred_pose, pred_shape, pred_cam, return_verts=True):
