@@ -66,4 +66,7 @@ def get_config(arg=""):
         c.optim.lr = 5e-4  # its iterative camera regressor diverged at 2e-3 (200 steps) and 1e-3 (600 steps)
     if arg.endswith("smoke"):
         common.smoke(c, "hrnet_tiny")
+    if arg == "dsed_smoke":  # a narrow completion, and one image-free pretraining step so the phase runs too
+        c.model.dsed_width = 8
+        c.loss.dsed.pretrain_steps = 1
     return c

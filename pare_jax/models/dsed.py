@@ -79,7 +79,8 @@ def _heatmaps(keypoints, weight, shape):
 
 
 def _part_one_hot(part_map, keep, shape):
-    """Area-resampled one-hot of the label map with the parts not in `keep` [N, 24] moved to background.
+    """One-hot of the label map, resampled with an antialiasing triangle filter (a slightly smoothed area
+    average), with the parts not in `keep` [N, 24] moved to background.
     part_map [N, H, W] int -> [N, h, w, 25]."""
     n = part_map.shape[0]
     one_hot = jax.nn.one_hot(part_map, 25, dtype=jnp.float32)
