@@ -134,7 +134,8 @@ def test_complete_and_visible_maps():
     """The teacher's maps keep every part; the pretraining student's lose those of hidden joints."""
     part_map = np.zeros((1, 4, 4), np.int32)
     part_map[0, :2] = 1 + SMPL_JOINT_NAMES.index("left_knee")
-    batch = {"part_map": jnp.asarray(part_map), "keypoints": jnp.full((1, 49, 3), 1 / 16).at[..., 2].set(1.0),  # a pixel centre
+    centred = jnp.full((1, 49, 3), 1 / 16).at[..., 2].set(1.0)  # joints at a pixel centre of a 16 x 16 map
+    batch = {"part_map": jnp.asarray(part_map), "keypoints": centred,
              "visibility": jnp.ones((1, 49)).at[0, (OPENPOSE_NAMES + SPIN_GT_NAMES).index("Left Knee")].set(0.0)}
     knee = 1 + SMPL_JOINT_NAMES.index("left_knee")
     full, seen = complete_maps(batch, "part_maps", (2, 2)), visible_maps(batch, "part_maps", (2, 2))
@@ -144,7 +145,8 @@ def test_complete_and_visible_maps():
     np.testing.assert_allclose(np.sum(full, -1), 1.0, atol=1e-6)
     heat_full, heat_seen = (f(batch, "joint_heatmaps", (16, 16)) for f in (complete_maps, visible_maps))
     knee_gt = SPIN_GT_NAMES.index("Left Knee")
-    assert float(heat_full[0, ..., knee_gt].max()) == pytest.approx(1.0) and float(heat_seen[0, ..., knee_gt].max()) == 0.0
+    assert float(heat_full[0, ..., knee_gt].max()) == pytest.approx(1.0)
+    assert float(heat_seen[0, ..., knee_gt].max()) == 0.0
     assert len(PART_VISIBILITY_INDEX) == 24
 
 

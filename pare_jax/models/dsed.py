@@ -74,7 +74,9 @@ def _heatmaps(keypoints, weight, shape):
     h, w = shape
     gt = keypoints[:, NUM_OPENPOSE:NUM_OPENPOSE + 24]
     ys, xs = (jnp.linspace(-1 + 1 / n, 1 - 1 / n, n) for n in (h, w))  # pixel centres in [-1, 1]
-    d2 = (xs[None, None, :, None] - gt[:, None, None, :, 0]) ** 2 + (ys[None, :, None, None] - gt[:, None, None, :, 1]) ** 2
+    dx = xs[None, None, :, None] - gt[:, None, None, :, 0]
+    dy = ys[None, :, None, None] - gt[:, None, None, :, 1]
+    d2 = dx ** 2 + dy ** 2
     return jnp.exp(-d2 / (2 * HEATMAP_SIGMA ** 2)) * weight[:, None, None, :]
 
 
