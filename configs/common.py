@@ -15,14 +15,24 @@ def base_config():
     c.batch_size = 64  # global, split over all devices of all hosts
     c.eval_batch_size = 64
     c.compute_dtype = "float32"  # or "bfloat16" (float32 master weights)
+    # dsed / part_self_attention: HUPOR's completion and the report's self-attention over the part maps
+    # (pare_jax/models/config.py); "none", the default, is PARE.
     c.model = ml_collections.ConfigDict(dict(backbone="hrnet_w32", head="pare", part_supervision="parts",
-                                             attention="softmax", mean_offset="none", mean_params=""))
+                                             attention="softmax", mean_offset="none", mean_params="",
+                                             dsed="none", dsed_width=64, dsed_blocks=2,
+                                             part_self_attention="none", part_self_attention_heads=1,
+                                             part_self_attention_dim=32, part_self_attention_pool=2))
     # The body for SMPL outputs and losses; gt_male / gt_female: gender-specific ground-truth bodies (3DPW).
     c.body = ml_collections.ConfigDict(dict(model="open", extra_regressor="", h36m_regressor="", gt_male="",
                                             gt_female=""))
     c.optim = ml_collections.ConfigDict(dict(lr=1e-4, schedule="constant", warmup_steps=0, b1=0.9, b2=0.999,
                                              grad_clip_norm=0.0))
-    c.loss = ml_collections.ConfigDict(dict(weights=dict(PARE_LOSS_WEIGHTS), part_until_step=-1))
+    # dsed: weights of the DSED's completion and distillation terms (read only with model.dsed on); the
+    # distillation weight ramps 0 -> distill over ramp_fraction of num_steps; pretrain_steps > 0 starts with that
+    # many image-free steps (the DSED on ground-truth maps, PARE's terms off).
+    c.loss = ml_collections.ConfigDict(dict(weights=dict(PARE_LOSS_WEIGHTS), part_until_step=-1,
+                                            dsed=dict(completion=60.0, distill=1.0, ramp_fraction=0.25,
+                                                      pretrain_steps=0)))
     c.data = ml_collections.ConfigDict(dict(
         data_dir="~/tensorflow_datasets",  # where built datasets live (shared by runs)
         manual_dir="",  # SPIN/PARE npz files + image folders (pare_jax/data/builders.py)

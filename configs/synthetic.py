@@ -3,6 +3,8 @@
     python run.py --config=configs/synthetic.py --workdir=runs/synthetic
     python -m pare_jax.evaluate --config=configs/synthetic.py --workdir=runs/synthetic --baseline=mean_pose
     python run.py --config=configs/synthetic.py:hmr --workdir=runs/synthetic_hmr  # HMR-EFT on the same data
+    python run.py --config=configs/synthetic.py:dsed --workdir=runs/synthetic_dsed  # + HUPOR's DSED completion
+    python run.py --config=configs/synthetic.py:mhsa --workdir=runs/synthetic_mhsa  # + self-attention over maps
     python run.py --config=configs/synthetic.py:smoke --workdir=/tmp/smoke      # what the tests run
 
 No download: the first run renders the synthetic dataset (train, test, test_occluded; people turned at most 90
@@ -49,8 +51,14 @@ def get_config(arg=""):
     c.checkpoint.every = 250
     c.log_every = 50
     c.eval_every = 0
-    if arg not in ("", "hmr", "smoke", "hmr_smoke"):
-        raise ValueError(f"unknown variant {arg!r} of synthetic.py: use '', hmr, smoke or hmr_smoke")
+    variants = ("", "hmr", "dsed", "mhsa", "smoke", "hmr_smoke", "dsed_smoke", "mhsa_smoke")
+    if arg not in variants:
+        raise ValueError(f"unknown variant {arg!r} of synthetic.py: use one of {variants}")
+    if arg.startswith("dsed"):  # the same PARE with the DSED completion of its part maps; a half-width
+        # ResNet-18 with one block per stage: the maps are 16 x 16 at 64 px, and the CPU budget is the same
+        c.model.update(dsed="part_maps", dsed_width=32, dsed_blocks=1)
+    if arg.startswith("mhsa"):  # the same PARE with pixel self-attention over its maps; 16 x 16 = 256 tokens
+        c.model.update(part_self_attention="pixel", part_self_attention_pool=1)
     if arg.startswith("hmr"):  # the HMR-EFT baseline on the same backbone, data and steps: no part branch
         c.model.head = "hmr"
         c.model.part_supervision = "none"
@@ -58,4 +66,7 @@ def get_config(arg=""):
         c.optim.lr = 5e-4  # its iterative camera regressor diverged at 2e-3 (200 steps) and 1e-3 (600 steps)
     if arg.endswith("smoke"):
         common.smoke(c, "hrnet_tiny")
+    if arg == "dsed_smoke":  # a narrow completion, and one image-free pretraining step so the phase runs too
+        c.model.dsed_width = 8
+        c.loss.dsed.pretrain_steps = 1
     return c

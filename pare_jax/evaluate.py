@@ -1,5 +1,5 @@
-"""Jitted evaluation: MPJPE, PA-MPJPE, PVE (mm), per-joint errors and part-map mIoU on every split of
-config.data.eval, written as JSON to WORKDIR/eval/.
+"""Jitted evaluation: MPJPE, PA-MPJPE, PVE (mm) with standard errors, the error on occluded joints alone,
+per-joint errors and part-map mIoU on every split of config.data.eval, written as JSON to WORKDIR/eval/.
 
     python -m pare_jax.evaluate --config=configs/synthetic.py --workdir=/tmp/pare_synthetic
     python -m pare_jax.evaluate --config=configs/synthetic.py --workdir=DIR --baseline=mean_pose
@@ -40,7 +40,7 @@ def batch_metrics(pred_pose, pred_shape, pred_segm, batch, body, gt_bodies):
     choose = lambda i: jnp.where((gender == 0)[:, None, None], per_gender[1][i],  # noqa: E731
                                  jnp.where((gender == 1)[:, None, None], per_gender[2][i], per_gender[0][i]))
     mask = batch["mask"] * batch["has_smpl"]
-    sums = metrics.pose_metrics(pred_joints, choose(0), pred_vertices, choose(1), mask)
+    sums = metrics.pose_metrics(pred_joints, choose(0), pred_vertices, choose(1), mask, batch.get("visibility"))
     if pred_segm is not None and pred_segm.shape[-1] == metrics.NUM_PART_CLASSES:
         b, h, w = batch["part_map"].shape
         logits = jax.image.resize(pred_segm.astype(jnp.float32), (b, h, w, pred_segm.shape[-1]), "bilinear")

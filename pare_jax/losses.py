@@ -95,10 +95,27 @@ def joint_heatmap_loss(logits, keypoints, sigma=0.05):
     return jnp.sum(per_map * gt[..., 2]) / jnp.maximum(jnp.sum(gt[..., 2]), 1.0)
 
 
+def dsed_distillation_loss(student_features, teacher_features):
+    """HUPOR's feature distillation at every encoder block: sum_i mean (s_i - stop_grad(t_i))^2. Tuples of
+    [B, h_i, w_i, C_i] -> scalar. Gradients reach the student only; the teacher learns from the completion."""
+    return sum(jnp.mean((s.astype(jnp.float32) - jax.lax.stop_gradient(t.astype(jnp.float32))) ** 2)
+               for s, t in zip(student_features, teacher_features))
+
+
+def dsed_completion_loss(teacher_logits, batch, part_supervision):
+    """The completed maps of the teacher path against the complete labels, with the part branch's own loss:
+    the part cross-entropy ('parts') or the joint-heatmap loss ('joints'). teacher_logits [B, h, w, M]."""
+    if part_supervision == "parts":
+        return part_segmentation_loss(teacher_logits, batch["part_map"], batch["has_part_map"])
+    return joint_heatmap_loss(teacher_logits, batch["keypoints"])
+
+
 def pare_losses(out, batch, weights, part_supervision="parts"):
     """All terms and their weighted sum. weights: dict with keypoints_2d, keypoints_3d, pose, betas, camera,
-    part (scalars, possibly traced from the schedule). part_supervision: 'parts' | 'joints' | 'none' (HMR heads
-    have no part maps: 'none'). Returns (total, {term: unweighted value})."""
+    part (scalars, possibly traced from the schedule), and dsed_completion, dsed_distill when the outputs carry
+    the DSED's (dsed_teacher_logits, dsed_student_features, dsed_teacher_features). part_supervision: 'parts' |
+    'joints' | 'none' (HMR heads have no part maps: 'none'). Returns (total, {term: unweighted value}).
+    The part term supervises the branch's raw maps (pred_segm_mask), not the completed ones."""
     terms = {
         "keypoints_2d": keypoint_2d_loss(out["smpl_joints2d"], batch["keypoints"]),
         "keypoints_3d": keypoint_3d_loss(out["smpl_joints3d"][:, NUM_OPENPOSE:], batch["joints3d"],
@@ -111,5 +128,8 @@ def pare_losses(out, batch, weights, part_supervision="parts"):
         terms["part"] = part_segmentation_loss(out["pred_segm_mask"], batch["part_map"], batch["has_part_map"])
     elif part_supervision == "joints":
         terms["part"] = joint_heatmap_loss(out["pred_segm_mask"], batch["keypoints"])
+    if "dsed_teacher_logits" in out:
+        terms["dsed_completion"] = dsed_completion_loss(out["dsed_teacher_logits"], batch, part_supervision)
+        terms["dsed_distill"] = dsed_distillation_loss(out["dsed_student_features"], out["dsed_teacher_features"])
     total = sum(weights[name] * value for name, value in terms.items())
     return total, terms

@@ -9,6 +9,7 @@ Config keys (config.optim, config.loss, config.data.augment):
     optim.lr, optim.schedule ('constant' | 'cosine' | 'warmup_cosine'), optim.warmup_steps, optim.b1, optim.b2,
     optim.grad_clip_norm (0 = off), total steps config.num_steps;
     loss.weights {keypoints_2d, keypoints_3d, pose, betas, camera, part}, loss.part_until_step (-1 = always on);
+    loss.dsed {completion, distill, ramp_fraction, pretrain_steps} (read only with model.dsed on);
     data.augment.random_crop_from_step.
 """
 import jax.numpy as jnp
@@ -48,6 +49,27 @@ def loss_weights(loss, step):
     if loss.part_until_step >= 0:
         weights["part"] = jnp.where(step < loss.part_until_step, weights["part"], 0.0)
     return weights
+
+
+def dsed_weights(dsed, step, num_steps):
+    """{dsed_completion, dsed_distill: weight} at `step` (int or traced) and whether the step is in the image-free
+    pretraining phase. The distillation weight ramps linearly from 0 at step 0 to loss.dsed.distill at
+    ramp_fraction * num_steps (HUPOR: a quarter of training) and stays there; ramp_fraction 0 = no ramp."""
+    if not 0.0 <= dsed.ramp_fraction <= 1.0:
+        raise ValueError(f"loss.dsed.ramp_fraction={dsed.ramp_fraction} must be in [0, 1]")
+    if not 0 <= dsed.pretrain_steps < max(num_steps, 1):
+        raise ValueError(f"loss.dsed.pretrain_steps={dsed.pretrain_steps} must be in [0, num_steps={num_steps})")
+    ramp_steps = dsed.ramp_fraction * num_steps
+    ramp = jnp.clip(jnp.asarray(step, jnp.float32) / ramp_steps, 0.0, 1.0) if ramp_steps > 0 else jnp.float32(1)
+    weights = {"dsed_completion": jnp.asarray(dsed.completion, jnp.float32),
+               "dsed_distill": jnp.asarray(dsed.distill, jnp.float32) * ramp}
+    return weights, jnp.asarray(step) < dsed.pretrain_steps
+
+
+def pretraining_weights(weights, pretrain):
+    """PARE's own terms switched off (0) while `pretrain` (a traced bool) holds: the DSED then learns from maps
+    alone. weights: {term: weight} -> the same dict."""
+    return {k: v if k.startswith("dsed_") else jnp.where(pretrain, 0.0, v) for k, v in weights.items()}
 
 
 def random_crop_active(augment, step):

@@ -52,7 +52,7 @@ def train_and_evaluate(config, workdir):
     graphdef, state, record = initial_state(config, tx, mesh, ckpt)
     start = int(state.step)
     step_fn = jax.jit(make_train_step(graphdef, tx, config.loss, config.model.part_supervision,
-                                      config.compute_dtype),
+                                      config.compute_dtype, config.model.dsed, config.num_steps),
                       donate_argnums=0, out_shardings=(sharding.replicated(mesh), sharding.replicated(mesh)))
     reporter = reporting.Reporter(workdir, config.num_steps, start, is_main=jax.process_index() == 0)
     stream = inputs.TrainStream(config, per_process_batch, workdir)

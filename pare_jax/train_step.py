@@ -41,16 +41,25 @@ def _cast_floats(tree, dtype):
     return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
 
 
-def make_train_step(graphdef, tx, loss_config, part_supervision, compute_dtype="float32"):
+DSED_LABELS = ("part_map", "keypoints", "visibility")
+
+
+def make_train_step(graphdef, tx, loss_config, part_supervision, compute_dtype="float32", dsed="none",
+                    num_steps=0):
     """Returns train_step(state, batch, body) -> (state, metrics). batch: dict with img [B, H, W, 3]
     (ImageNet-normalised) and the label keys of pare_jax.losses; body: a smpl_jax.SMPL with the 49-joint set.
-    compute_dtype 'bfloat16' runs the network in bfloat16 with float32 master weights and statistics."""
+    compute_dtype 'bfloat16' runs the network in bfloat16 with float32 master weights and statistics.
+    dsed: the model's config.dsed; when on, the batch's complete labels feed the DSED teacher, and
+    loss_config.dsed's weights (ramped over num_steps, the run's length) join the losses."""
     compute = jnp.dtype(compute_dtype)
 
-    def loss_fn(params, rest, batch, body, weights):
+    def loss_fn(params, rest, batch, body, weights, pretrain):
         model = nnx.merge(graphdef, _cast_floats(params, compute), _cast_floats(rest, compute))
-        out = model(batch["img"].astype(compute), None)
-        out = {k: v.astype(jnp.float32) for k, v in out.items()}
+        if dsed == "none":
+            out = model(batch["img"].astype(compute), None)
+        else:
+            out = model(batch["img"].astype(compute), None, {k: batch[k] for k in DSED_LABELS}, pretrain)
+        out = jax.tree.map(lambda v: v.astype(jnp.float32), out)
         # The SMPL part runs in float32 whatever precision the network uses; the losses need joints only.
         out |= smpl_outputs(body, out["pred_pose"], out["pred_shape"], out["pred_cam"], return_verts=False)
         total, terms = losses.pare_losses(out, batch, weights, part_supervision)
@@ -58,9 +67,12 @@ def make_train_step(graphdef, tx, loss_config, part_supervision, compute_dtype="
         return total, (terms, new_rest)
 
     def train_step(state, batch, body):
-        weights = schedules.loss_weights(loss_config, state.step)
+        weights, pretrain = schedules.loss_weights(loss_config, state.step), False
+        if dsed != "none":
+            extra, pretrain = schedules.dsed_weights(loss_config.dsed, state.step, num_steps)
+            weights = schedules.pretraining_weights(weights | extra, pretrain)
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (total, (terms, new_rest)), grads = grad_fn(state.params, state.rest, batch, body, weights)
+        (total, (terms, new_rest)), grads = grad_fn(state.params, state.rest, batch, body, weights, pretrain)
         grad_norm = optax.global_norm(grads)
         finite = jnp.isfinite(total) & jnp.isfinite(grad_norm)
         updates, new_opt_state = tx.update(grads, state.opt_state, state.params)

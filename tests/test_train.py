@@ -38,7 +38,8 @@ def _config(name, data_dir):
     return config
 
 
-@pytest.mark.parametrize("name", ["synthetic", "synthetic:hmr_smoke", "pare_hrnet", "pare_r50", "hmr_r50"])
+@pytest.mark.parametrize("name", ["synthetic", "synthetic:hmr_smoke", "synthetic:dsed_smoke", "synthetic:mhsa_smoke",
+                                  "pare_hrnet", "pare_r50", "hmr_r50"])
 def test_smoke_variant_trains_and_evaluates(name, data_dir, tmp_path):
     from pare_jax import train
     config = _config(name, data_dir)
@@ -47,6 +48,7 @@ def test_smoke_variant_trains_and_evaluates(name, data_dir, tmp_path):
     assert summary["num_samples"] == 6
     assert all(np.isfinite(summary[k]) for k in ("mpjpe", "pa_mpjpe", "pve"))
     assert summary["pa_mpjpe"] <= summary["mpjpe"] + 1e-3
+    assert all(np.isfinite(summary[f"{k}_se"]) for k in ("mpjpe", "pa_mpjpe", "pve"))
     assert len(summary["per_joint_mpjpe"]) == 14
     assert (summary.get("part_miou") is None) == (config.model.head == "hmr")
     written = json.load(open(tmp_path / "eval" / "synthetic_test_latest.json"))

@@ -24,7 +24,14 @@ CHOICES = {
     "attention": ("softmax", "pool"),
     # Whether the PARE head adds the mean parameters to its regressed values (the release model does not).
     "mean_offset": ("none", "shape_cam", "pose_shape_cam"),
+    # HUPOR's DSED completion of the part branch's maps before they drive the attention (models/dsed.py):
+    # "part_maps" needs part_supervision="parts", "joint_heatmaps" needs part_supervision="joints".
+    "dsed": ("none", "part_maps", "joint_heatmaps"),
+    # Self-attention across the part maps, H' = H + gamma MHSA(H) (models/part_self_attention.py): "pixel"
+    # attends between the (pooled) pixels of the maps, "part" between the 24 maps.
+    "part_self_attention": ("none", "pixel", "part"),
 }
+DSED_INPUT_SUPERVISION = {"part_maps": "parts", "joint_heatmaps": "joints"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +42,13 @@ class ModelConfig:
     attention: str = "softmax"
     mean_offset: str = "none"
     mean_params: str = ""  # SPIN's smpl_mean_params.npz; "" = identity pose, zero shape, cam (0.9, 0, 0)
+    dsed: str = "none"
+    dsed_width: int = 64  # channels of the first encoder stage (x1, x2, x4, x8): 64 with 2 blocks ~ ResNet-18
+    dsed_blocks: int = 2  # basic residual blocks per encoder stage
+    part_self_attention: str = "none"
+    part_self_attention_heads: int = 1
+    part_self_attention_dim: int = 32  # D_k of queries and keys
+    part_self_attention_pool: int = 2  # "pixel": average-pool the maps by this factor (56x56 -> 784 tokens)
 
     def __post_init__(self):
         for key, allowed in CHOICES.items():
@@ -43,6 +57,22 @@ class ModelConfig:
         if self.attention == "pool" and self.part_supervision == "none":
             raise ValueError("model config: attention='pool' takes hard masks from the part maps, which need "
                              "supervision; use part_supervision='parts' or 'joints', or attention='softmax'")
+        for key in ("dsed_width", "dsed_blocks", "part_self_attention_heads", "part_self_attention_dim",
+                    "part_self_attention_pool"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"model config: {key}={value!r} must be a positive integer")
+        if self.head != "pare" and (self.dsed != "none" or self.part_self_attention != "none"):
+            raise ValueError(f"model config: dsed={self.dsed!r} / part_self_attention={self.part_self_attention!r} "
+                             "act on PARE's part maps; head='hmr' has none: set them to 'none' or use head='pare'")
+        needed = DSED_INPUT_SUPERVISION.get(self.dsed)
+        if needed and self.part_supervision != needed:
+            raise ValueError(f"model config: dsed={self.dsed!r} completes the maps of part_supervision={needed!r}, "
+                             f"but part_supervision={self.part_supervision!r}; set part_supervision={needed!r} "
+                             "or choose the other dsed input")
+        if self.part_self_attention != "none" and self.attention != "softmax":
+            raise ValueError(f"model config: part_self_attention={self.part_self_attention!r} corrects the maps of "
+                             "the soft attention; it needs attention='softmax'")
 
     @classmethod
     def from_mapping(cls, mapping):

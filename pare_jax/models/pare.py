@@ -49,11 +49,14 @@ class PareModel(nnx.Module):
         else:
             self.head = HMRHead(self.backbone.out_channels, mean_params, rngs=rngs)
 
-    def __call__(self, images, body=None):
+    def __call__(self, images, body=None, dsed_labels=None, dsed_pretrain=False):
         """images [N, H, W, 3] ImageNet-normalised -> dict (see module docstring); with an SMPL body (loaded with
-        the SPIN extra regressor) also smpl_vertices, smpl_joints3d [N, 49, 3], smpl_joints2d, pred_cam_t."""
+        the SPIN extra regressor) also smpl_vertices, smpl_joints3d [N, 49, 3], smpl_joints2d, pred_cam_t.
+        dsed_labels, dsed_pretrain: the DSED teacher's training inputs (models/dsed.py); only training passes
+        them, and only with config.dsed on."""
         _check_images(images)
-        out = self.head(self.backbone(images))
+        features = self.backbone(images)
+        out = self.head(features, dsed_labels, dsed_pretrain) if self.config.dsed != "none" else self.head(features)
         if body is not None:
             out |= smpl_outputs(body, out["pred_pose"], out["pred_shape"], out["pred_cam"])
         return out

@@ -2,6 +2,8 @@
 
     part branch:  features -> keypoint_deconv_layers -> keypoint_final_layer -> P   [N, H, W, 25 | 24] logits
     body branch:  features -> smpl_deconv_layers -> F [N, H, W, C];  smpl_final_layer(F) -> G [N, H, W, 64]
+    options:      P -> DSED completion (config.dsed, models/dsed.py) -> P + gamma MHSA(P) (config.part_self_attention,
+                  models/part_self_attention.py) -> attention; both off by default, which is PARE
     attention:    A = softmax over the H*W pixels of each part map (background dropped);  F'_j = sum_p A_pj F_p
     regressors:   pose_mlp: per joint C -> 6D -> rotation;  shape_mlp, cam_mlp: G' flattened channel-major
 
@@ -13,8 +15,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from pare_jax.models.config import ModelConfig
+from pare_jax.models.dsed import Dsed
 from pare_jax.models.initializers import LECUN_NORMAL
 from pare_jax.models.layers import Buffer, ConvBN, PerJointLinear, TransposedConvBN
+from pare_jax.models.part_self_attention import PartSelfAttention
 from smpl_jax.rotations import rot6d_to_matrix
 
 NUM_JOINTS = 24
@@ -74,8 +78,17 @@ class PareHead(nnx.Module):
         self.init_pose = Buffer(jnp.asarray(mean_params["pose"], jnp.float32).reshape(1, -1))
         self.init_shape = Buffer(jnp.asarray(mean_params["shape"], jnp.float32).reshape(1, -1))
         self.init_cam = Buffer(jnp.asarray(mean_params["cam"], jnp.float32).reshape(1, -1))
+        # Only with the options on, so that with both off the variables are exactly the authors'.
+        if config.dsed != "none":
+            self.dsed = Dsed(config.dsed, config.num_part_maps, config.dsed_width, config.dsed_blocks, rngs=rngs)
+        if config.part_self_attention != "none":
+            self.part_self_attention = PartSelfAttention(
+                NUM_JOINTS, config.part_self_attention, config.part_self_attention_heads,
+                config.part_self_attention_dim, config.part_self_attention_pool, rngs=rngs)
 
-    def __call__(self, features):
+    def __call__(self, features, dsed_labels=None, dsed_pretrain=False):
+        """features [N, h, w, Cin]; dsed_labels / dsed_pretrain: training inputs of the DSED teacher (see
+        models/dsed.py), ignored without config.dsed; inference needs neither."""
         part_feats = features
         for layer in self.keypoint_deconv_layers:
             part_feats = layer(part_feats)
@@ -87,13 +100,20 @@ class PareHead(nnx.Module):
         # One einsum for both feature sets: concatenate along channels, split after.
         both = jnp.concatenate([body_feats, cam_shape_feats.astype(body_feats.dtype)], axis=-1)
         with_background = self.config.part_supervision == "parts"
+        extra, attention_logits = {}, part_logits
+        if self.config.dsed != "none":
+            extra = self.dsed(part_logits, dsed_labels, dsed_pretrain)
+            attention_logits = extra.pop("completed")
         if self.config.attention == "softmax":
-            sampled = part_attention(part_logits[..., 1:] if with_background else part_logits, both)
+            maps = attention_logits[..., 1:] if with_background else attention_logits
+            if self.config.part_self_attention != "none":
+                maps = self.part_self_attention(maps)
+            sampled = part_attention(maps, both)
         else:
-            sampled = part_pooling(part_logits, both, with_background)
+            sampled = part_pooling(attention_logits, both, with_background)
         sampled = sampled.astype(features.dtype)
         pose_feats, cam_shape_sampled = sampled[..., :-CAM_SHAPE_CHANNELS], sampled[..., -CAM_SHAPE_CHANNELS:]
-        return self._regress(pose_feats, cam_shape_sampled) | {"pred_segm_mask": part_logits}
+        return self._regress(pose_feats, cam_shape_sampled) | {"pred_segm_mask": part_logits} | extra
 
     def _regress(self, pose_feats, cam_shape_feats):
         """pose_feats [N, 24, C], cam_shape_feats [N, 24, 64] -> pose, shape, camera."""
