@@ -23,6 +23,7 @@ by SIGKILL, so a stale lock never blocks a restart); a second run in the same wo
 """
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -31,9 +32,10 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from pare_jax import files
+from pare_jax import files, sharding
 
 DIGEST_FILE = "sha256.json"
+_barrier_ids = itertools.count()  # barrier names must be unique; all processes save in the same order
 LOCK_FILE = "lock"
 
 
@@ -98,7 +100,7 @@ class Checkpoints:
             self.manager.wait_until_finished()
             if jax.process_index() == 0:
                 write_digest(self._step_dir(step))
-            _barrier(f"digest_{step}")
+            sharding.barrier(f"digest_{step}_{next(_barrier_ids)}", timeout_s=3600)
         return saved
 
     def wait(self):
@@ -127,12 +129,6 @@ class Checkpoints:
         os.makedirs(os.path.dirname(target), exist_ok=True)
         os.replace(self._step_dir(step), target)
         self.manager.reload()
-
-
-def _barrier(name):
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-        multihost_utils.sync_global_devices(name)
 
 
 def _file_digests(directory):

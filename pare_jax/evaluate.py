@@ -73,7 +73,7 @@ def run_split(step_fn, config, split, mesh):
 def evaluate_splits(config, graphdef, state, body, mesh, reporter, step):
     """Evaluate the model state on every split of config.data.eval; report and return {split: summary}."""
     gt_bodies = sharding.replicate(ground_truth_bodies(config, body), mesh)
-    eval_step = jax.jit(make_model_eval_step(graphdef))
+    eval_step = sharding.aligned(jax.jit(make_model_eval_step(graphdef)), "eval_step")
     results = {}
     for split in config.data.eval:
         results[split] = run_split(lambda b: eval_step(state.params, state.rest, b, body, gt_bodies),

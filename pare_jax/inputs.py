@@ -7,8 +7,10 @@ from config.data.manual_dir on first use. Built datasets live in config.data.dat
 
 Exact resume: the training stream's position is saved next to every model checkpoint (tf.data iterator state:
 shuffle buffers, mixing state, example counter) under WORKDIR/data_state/<step>, so a run killed at any moment
-and restarted sees exactly the batches an uninterrupted run would have seen.
+and restarted sees exactly the batches an uninterrupted run would have seen (with several processes: under
+WORKDIR/data_state/process_<i>/<step>, one per process).
 """
+import itertools
 import os
 import shutil
 
@@ -39,6 +41,9 @@ def _builder(config, name):
                              extra_regressor=config.body.extra_regressor or None)
 
 
+_barrier_ids = itertools.count()  # barrier names must be unique; every process prepares in the same order
+
+
 def is_prepared(config, name):
     """Whether the dataset of a config name is already built in config.data.data_dir."""
     return _builder(config, name).is_prepared()
@@ -55,8 +60,8 @@ def prepared_folder(config, name):
         download = tfds.download.DownloadConfig(manual_dir=os.path.expanduser(config.data.manual_dir) or None)
         builder.download_and_prepare(download_config=download)
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-        multihost_utils.sync_global_devices(f"dataset {name} prepared")
+        from pare_jax import sharding
+        sharding.barrier(f"dataset_{name}_prepared_{next(_barrier_ids)}", timeout_s=7 * 86400)
         builder = _builder(config, name)  # re-read: on the other processes it was not prepared when built
     return os.fspath(builder.data_dir)
 
@@ -81,7 +86,10 @@ class TrainStream:
                                          shuffle_buffer=config.data.shuffle_buffer)
         self._iterator = iter(dataset)
         self._checkpoint = tf.train.Checkpoint(iterator=self._iterator)
+        import jax
         self._directory = os.path.join(os.path.abspath(workdir), "data_state")
+        if jax.process_count() > 1:  # each process saves its own iterator; one shared folder would be clobbered
+            self._directory = os.path.join(self._directory, f"process_{jax.process_index()}")
         self._keep = config.checkpoint.keep
 
     def __iter__(self):

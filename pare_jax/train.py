@@ -54,6 +54,7 @@ def train_and_evaluate(config, workdir):
     step_fn = jax.jit(make_train_step(graphdef, tx, config.loss, config.model.part_supervision,
                                       config.compute_dtype, config.model.dsed, config.num_steps),
                       donate_argnums=0, out_shardings=(sharding.replicated(mesh), sharding.replicated(mesh)))
+    step_fn = sharding.aligned(step_fn, "train_step")  # multi-host: every process starts step 1 together
     reporter = reporting.Reporter(workdir, config.num_steps, start, is_main=jax.process_index() == 0)
     stream = inputs.TrainStream(config, per_process_batch, workdir)
     if start > 0:

@@ -216,11 +216,15 @@ def test_host_shards_are_disjoint_and_cover_the_data(built):
         seen.append(set(np.concatenate([b["sample_index"] for b in batches])[mask].tolist()))
         assert all(b["img"].shape == (4, 32, 32, 3) for b in batches)
     assert num_batches == {2} and sum(map(len, seen)) == 16 and set.union(*seen) == set(range(16))
-    train_seen = []
-    for host in range(2):
-        batches = _batches(_train(built, {"synth_dir": 1.0}, out_size=16, process_index=host, process_count=2), 4)
-        train_seen.append(set(np.concatenate([b["sample_index"] for b in batches]).tolist()))
-    assert not train_seen[0] & train_seen[1] and train_seen[0] | train_seen[1] == set(range(16))
+    # training: the hosts' batches, side by side, are the one-process batches of the global batch size
+    hosts = [_batches(_train(built, {"synth_dir": 1.0}, out_size=16, batch_size=2, process_index=host,
+                             process_count=2), 3) for host in range(2)]
+    single = _batches(_train(built, {"synth_dir": 1.0}, out_size=16, batch_size=4, process_index=0,
+                             process_count=1), 3)
+    for step in range(3):
+        for key in ("img", "sample_index", "keypoints"):
+            np.testing.assert_array_equal(np.concatenate([hosts[0][step][key], hosts[1][step][key]]),
+                                          single[step][key], err_msg=f"{key} at step {step}")
 
 
 def test_eval_pipeline_pads_the_last_batch(built):

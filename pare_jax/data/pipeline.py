@@ -1,4 +1,4 @@
-"""The tf.data pipelines: training (mixed datasets, per-host shards, PARE's augmentations) and evaluation.
+"""The tf.data pipelines: training (mixed datasets, per-host slices of a global stream, PARE's augmentations) and evaluation.
 
     ds = train_dataset({"h36m": 0.5, "coco": 0.233, "lspet": 0.046, "mpii": 0.021, "mpi_inf_3dhp": 0.2},
                        batch_size=64, seed=0, data_dir="~/tensorflow_datasets")
@@ -24,8 +24,9 @@ Output: a dict of tensors per batch (B = per-host batch size, H = W = out_size):
 | sample_index  | [B] int64             | row within its source split |
 | mask          | [B] float32           | 1 for real samples; 0 for the padding of the last evaluation batch |
 
-Determinism: tf.data runs deterministically and every random number is a stateless function of (seed, host,
-example counter), so one seed gives the same batches on every run. The random-crop schedule reads the training
+Determinism: tf.data runs deterministically and every random number is a stateless function of (seed, example
+counter in the global stream), so one seed gives the same global batches on every run and for any number of
+hosts. The random-crop schedule reads the training
 step from the example counter: step = start_step + counter // batch_size (the pipeline runs ahead of the
 trainer, so a variable the trainer updates would switch the crop on at an irreproducible example).
 Resuming: save the iterator with tf.train.Checkpoint(iterator=it) next to the model checkpoint and restore it, and
@@ -103,7 +104,8 @@ def train_dataset(mix, *, batch_size, seed, data_dir=None, split="train", out_si
                   num_parallel_calls=tf.data.AUTOTUNE):
     """Endless training batches from the datasets of `mix` ({name: ratio}; ratios are normalised) on this host.
 
-    batch_size: per host (the global batch divided by the number of hosts). occluder_bank: [N, O, O, 4] uint8
+    batch_size: per host (the global batch divided by the number of hosts); host i gets positions
+    [i * batch_size, (i + 1) * batch_size) of every global batch of the stream. occluder_bank: [N, O, O, 4] uint8
     RGBA (pare_jax.data.occluders), or the path of an .npz of RGBA cut-outs (e.g. the Pascal VOC objects you
     extracted yourself); default: 256 procedural ones. split: the split read from every source.
     """
@@ -111,12 +113,16 @@ def train_dataset(mix, *, batch_size, seed, data_dir=None, split="train", out_si
         raise ValueError(f"mix must map dataset names to positive ratios, got {mix!r}")
     config = augment_config or augment.AugmentConfig()
     index, count = host_shard(process_index, process_count)
-    mix_seed, aug_seed = _seeds(seed, index, start_step, count=2)
+    # Every host walks the same global stream (same seeds, whole split) and decodes and augments only its
+    # slice of each global batch: the global batch is then the same for any number of hosts, so a multi-host
+    # run trains exactly like one process with the same global batch. (Seeds keep the host index 0 they had.)
+    global_batch = batch_size * count
+    mix_seed, aug_seed = _seeds(seed, 0, start_step, count=2)
     sources = []
     for position, name in enumerate(mix):
-        source_seed = _seeds(seed, index, start_step, position, count=1)[0]
+        source_seed = _seeds(seed, 0, start_step, position, count=1)[0]
         ds = get_builder(name, data_dir).as_dataset(
-            split=host_split(split, index, count), shuffle_files=True, decoders=ENCODED,
+            split=split, shuffle_files=True, decoders=ENCODED,
             read_config=tfds.ReadConfig(shuffle_seed=source_seed))
         ds = ds.map(lambda ex, p=position: dict(ex, dataset_index=tf.constant(p, tf.int32)))
         sources.append(ds.shuffle(shuffle_buffer, seed=source_seed, reshuffle_each_iteration=True).repeat())
@@ -126,15 +132,19 @@ def train_dataset(mix, *, batch_size, seed, data_dir=None, split="train", out_si
 
     # Plain TensorFlow (explicit tf.cond), so autograph's slow source conversion is skipped when tracing.
     @tf.autograph.experimental.do_not_convert
+    def mine(counter, example):
+        return tf.equal((counter % global_batch) // batch_size, index)
+
+    @tf.autograph.experimental.do_not_convert
     def make_example(counter, example):
-        counter = counter + start_step * batch_size
-        step = counter // batch_size
+        counter = counter + start_step * global_batch  # the position in the global stream
+        step = counter // global_batch
         key = tf.stack([tf.constant(aug_seed, tf.int64), counter])
         params = augment.sample_params(key, config, step >= config.crop_start_step)
         decoded = dict(decode(example), dataset_index=example["dataset_index"])
         return _finish(augment.apply(decoded, params, bank, out_size))
 
-    ds = ds.enumerate().map(make_example, num_parallel_calls=num_parallel_calls, deterministic=True)
+    ds = ds.enumerate().filter(mine).map(make_example, num_parallel_calls=num_parallel_calls, deterministic=True)
     return _with_options(ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
 
 
