@@ -10,6 +10,7 @@ import os
 import jax
 import numpy as np
 
+from pare_jax.models.conorm import check_stage
 from smpl_jax.rotations import axis_angle_to_matrix, matrix_to_rot6d
 
 CHOICES = {
@@ -30,6 +31,10 @@ CHOICES = {
     # Self-attention across the part maps, H' = H + gamma MHSA(H) (models/part_self_attention.py): "pixel"
     # attends between the (pooled) pixels of the maps, "part" between the 24 maps.
     "part_self_attention": ("none", "pixel", "part"),
+    # OCHMR's CoNorm (models/conorm.py): the backbone's features modulated by the local / global body-centre
+    # context maps, X' = X * scale(c) + bias(c) ("scale_bias", the paper's), or X * (1 + scale) + bias with
+    # zero-initialised scale / bias convs ("residual": converted PARE weights give unchanged outputs at step 0).
+    "conorm": ("none", "scale_bias", "residual"),
 }
 DSED_INPUT_SUPERVISION = {"part_maps": "parts", "joint_heatmaps": "joints"}
 
@@ -49,6 +54,9 @@ class ModelConfig:
     part_self_attention_heads: int = 1
     part_self_attention_dim: int = 32  # D_k of queries and keys
     part_self_attention_pool: int = 2  # "pixel": average-pool the maps by this factor (56x56 -> 784 tokens)
+    conorm: str = "none"
+    conorm_stage: int = 2  # ResNet: after layer<stage>; HRNet: per branch after stage <stage>; 1..4
+    conorm_hidden: int = 128  # K, the latent channels of the CoNorm block
 
     def __post_init__(self):
         for key, allowed in CHOICES.items():
@@ -58,7 +66,7 @@ class ModelConfig:
             raise ValueError("model config: attention='pool' takes hard masks from the part maps, which need "
                              "supervision; use part_supervision='parts' or 'joints', or attention='softmax'")
         for key in ("dsed_width", "dsed_blocks", "part_self_attention_heads", "part_self_attention_dim",
-                    "part_self_attention_pool"):
+                    "part_self_attention_pool", "conorm_hidden"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"model config: {key}={value!r} must be a positive integer")
@@ -70,6 +78,7 @@ class ModelConfig:
             raise ValueError(f"model config: dsed={self.dsed!r} completes the maps of part_supervision={needed!r}, "
                              f"but part_supervision={self.part_supervision!r}; set part_supervision={needed!r} "
                              "or choose the other dsed input")
+        check_stage("ResNet" if self.backbone.startswith("resnet") else "HRNet", self.conorm_stage)
         if self.part_self_attention != "none" and self.attention != "softmax":
             raise ValueError(f"model config: part_self_attention={self.part_self_attention!r} corrects the maps of "
                              "the soft attention; it needs attention='softmax'")

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from pare_jax.models.conorm import CoNorm, require_context
 from pare_jax.models.initializers import variance_scaling
 from pare_jax.models.layers import ConvBN, batch_norm, conv, resize_bilinear_align_corners, upsample_nearest
 from pare_jax.models.resnet import BasicBlock, Bottleneck
@@ -124,10 +125,12 @@ class HighResolutionModule(nnx.Module):
 
 
 class HRNet(nnx.Module):
-    """[N, H, W, 3] -> [N, H/4, W/4, sum(widths)] (480 x 56 x 56 for HRNet-W32 at 224 px)."""
+    """[N, H, W, 3] -> [N, H/4, W/4, sum(widths)] (480 x 56 x 56 for HRNet-W32 at 224 px).
+    conorm: a models.conorm.CoNormSpec to modulate every branch after stage <stage> (1: after layer1) by the
+    context maps, one block per branch, or None."""
     bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
 
-    def __init__(self, spec: HRNetSpec, *, rngs):
+    def __init__(self, spec: HRNetSpec, *, rngs, conorm=None):
         self.conv1 = conv(3, spec.stem_channels, 3, 2, rngs=rngs, init=HRNET_INIT)
         self.bn1 = batch_norm(spec.stem_channels, rngs)
         self.conv2 = conv(spec.stem_channels, spec.stem_channels, 3, 2, rngs=rngs, init=HRNET_INIT)
@@ -152,18 +155,32 @@ class HRNet(nnx.Module):
                                     rngs=rngs)
         self.num_stages = len(spec.modules)
         self.out_channels = spec.out_channels
+        self.conorm_stage = conorm.stage if conorm else 0
+        if conorm:
+            widths = [spec.layer1_planes * Bottleneck.expansion] if conorm.stage == 1 else spec.widths[:conorm.stage]
+            self.conorm = nnx.List([CoNorm(w, conorm.hidden, conorm.form, rngs=rngs) for w in widths])
+        else:
+            self.conorm = None
 
-    def __call__(self, x):
+    def __call__(self, x, context=None):
+        """context [N, H, W, 2]: the local / global centre maps, needed (only) with CoNorm."""
         x = jax.nn.relu(self.bn1(self.conv1(x)))
         x = jax.nn.relu(self.bn2(self.conv2(x)))
         for block in self.layer1:
             x = block(x)
-        xs = [x]
+        xs = self._conorm([x], 1, context)
         for stage in range(2, self.num_stages + 2):
             xs = _apply_transition(getattr(self, f"transition{stage - 1}"), xs)
             for module in getattr(self, f"stage{stage}"):
                 xs = module(xs)
+            xs = self._conorm(xs, stage, context)
         return self._concat_at_full_resolution(xs)
+
+    def _conorm(self, xs, stage, context):
+        if stage != self.conorm_stage:
+            return xs
+        require_context(context)
+        return [block(x, context) for block, x in zip(self.conorm, xs)]
 
     def _concat_at_full_resolution(self, xs):
         out = [xs[0]]

@@ -7,6 +7,9 @@ and what softmax / cross-entropy over the last axis expect (the authors' layout 
     model = build_model(ModelConfig(backbone="hrnet_w32", head="pare"), rngs=nnx.Rngs(0))
     out = model(images, body)          # training-mode call (BatchNorm batch statistics); body optional
     out = predict(model, body, images) # jitted inference, BatchNorm running statistics, dtype="bfloat16" option
+
+A model with CoNorm (config.conorm != "none", models/conorm.py) also takes context=[N, H, W, 2]: the local /
+global body-centre maps of pare_jax/data/context.py at the image (any size: they are resized).
 """
 import functools
 
@@ -16,6 +19,7 @@ import numpy as np
 from flax import nnx
 
 from pare_jax.models.config import ModelConfig, load_mean_params
+from pare_jax.models.conorm import CONTEXT_CHANNELS, CoNormSpec
 from pare_jax.models.hmr_head import HMRHead
 from pare_jax.models.hrnet import HRNET_SPECS, HRNet
 from pare_jax.models.initializers import shape_only_init
@@ -38,10 +42,12 @@ class PareModel(nnx.Module):
 
     def __init__(self, config: ModelConfig, *, rngs):
         self.config = config
+        conorm = (CoNormSpec(config.conorm, config.conorm_stage, config.conorm_hidden)
+                  if config.conorm != "none" else None)
         if config.backbone in HRNET_SPECS:
-            self.backbone = HRNet(HRNET_SPECS[config.backbone], rngs=rngs)
+            self.backbone = HRNet(HRNET_SPECS[config.backbone], rngs=rngs, conorm=conorm)
         else:
-            self.backbone = ResNet(RESNET_SPECS[config.backbone], rngs=rngs)
+            self.backbone = ResNet(RESNET_SPECS[config.backbone], rngs=rngs, conorm=conorm)
         upsampling = isinstance(self.backbone, ResNet)
         mean_params = load_mean_params(config.mean_params)
         if config.head == "pare":
@@ -49,17 +55,42 @@ class PareModel(nnx.Module):
         else:
             self.head = HMRHead(self.backbone.out_channels, mean_params, rngs=rngs)
 
-    def __call__(self, images, body=None, dsed_labels=None, dsed_pretrain=False):
+    def __call__(self, images, body=None, dsed_labels=None, dsed_pretrain=False, context=None):
         """images [N, H, W, 3] ImageNet-normalised -> dict (see module docstring); with an SMPL body (loaded with
         the SPIN extra regressor) also smpl_vertices, smpl_joints3d [N, 49, 3], smpl_joints2d, pred_cam_t.
         dsed_labels, dsed_pretrain: the DSED teacher's training inputs (models/dsed.py); only training passes
-        them, and only with config.dsed on."""
+        them, and only with config.dsed on. context [N, H, W, 2]: CoNorm's centre maps (config.conorm on)."""
         _check_images(images)
-        features = self.backbone(images)
+        features = self.backbone(images, **self._context_kwargs(images, context))
         out = self.head(features, dsed_labels, dsed_pretrain) if self.config.dsed != "none" else self.head(features)
         if body is not None:
             out |= smpl_outputs(body, out["pred_pose"], out["pred_shape"], out["pred_cam"])
         return out
+
+    @property
+    def uses_context(self):
+        return self.config.conorm != "none"
+
+    def _context_kwargs(self, images, context):
+        """{} for a model without CoNorm (a context given to it is ignored), {"context": ...} after checking."""
+        if not self.uses_context:
+            return {}
+        check_context(context, images, self.config.conorm)
+        return {"context": context}
+
+
+def check_context(context, images, conorm):
+    """Refuse a missing or misshapen context for a CoNorm model (config.conorm = conorm)."""
+    if context is None:
+        raise ValueError(f"this model uses CoNorm (model.conorm={conorm!r}); pass context=[N, H, W, 2] "
+                         "local/global centre maps, see pare_jax/data/context.py")
+    shape = getattr(context, "shape", None)
+    if shape is None or len(shape) != 4 or shape[-1] != CONTEXT_CHANNELS or shape[0] != images.shape[0]:
+        raise ValueError(f"context must be [N, H, W, {CONTEXT_CHANNELS}] (local, global centre maps, N = "
+                         f"{images.shape[0]} images; any H, W: they are resized), got "
+                         f"{'no array' if shape is None else tuple(shape)}; see pare_jax/data/context.py")
+    if not jnp.issubdtype(context.dtype, jnp.floating):
+        raise TypeError(f"context has dtype {context.dtype}; it must be float maps in [0, 1]")
 
 
 def build_model(config, *, rngs):
@@ -128,25 +159,28 @@ def inference_split(model, fold_bn=True):
     return nnx.split(fold_batch_norm(model) if fold_bn else model)
 
 
-def predict(model, body, images, dtype="float32"):
+def predict(model, body, images, dtype="float32", context=None):
     """Jitted inference. model: a PareModel or inference_split(model); body: smpl_jax.SMPL with the SPIN
     extra regressor, or None for the head outputs only; images [N, H, W, 3] ImageNet-normalised.
     dtype="bfloat16" computes the network in bfloat16 (parameters stay float32; outputs are float32).
+    context [N, H, W, 2]: the centre maps a CoNorm model needs (ignored by one without).
     Returns the dict of PareModel.__call__. Splitting (and folding) a model costs about a second for HRNet-W32:
     in a loop, call inference_split(model) once and pass its result."""
     graphdef, state = inference_split(model) if isinstance(model, nnx.Module) else model
     _check_images(images)
-    return _predict(graphdef, state, body, images, jnp.dtype(dtype).name)
+    return _predict(graphdef, state, body, images, jnp.dtype(dtype).name, context)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
-def _predict(graphdef, state, body, images, dtype_name):
+def _predict(graphdef, state, body, images, dtype_name, context=None):
     compute = jnp.dtype(dtype_name)
     state = jax.tree.map(lambda x: x.astype(compute) if jnp.issubdtype(x.dtype, jnp.floating) else x, state)
     # inference mode even for a (graphdef, state) split from a model in training mode
     model = nnx.view(nnx.merge(graphdef, state), use_running_average=True, deterministic=True,
                      raise_if_not_found=False)
-    out = model.head(model.backbone(images.astype(compute)))
+    kwargs = model._context_kwargs(images, context)  # checked while tracing
+    kwargs = {k: v.astype(compute) for k, v in kwargs.items()}
+    out = model.head(model.backbone(images.astype(compute), **kwargs))
     out = {k: v.astype(jnp.float32) for k, v in out.items()}
     if body is not None:
         out |= smpl_outputs(body, out["pred_pose"], out["pred_shape"], out["pred_cam"])

@@ -8,6 +8,7 @@ import dataclasses
 import jax
 from flax import nnx
 
+from pare_jax.models.conorm import CoNorm, require_context
 from pare_jax.models.initializers import variance_scaling
 from pare_jax.models.layers import ConvBN, batch_norm, conv, max_pool_3x3_stride2
 
@@ -78,10 +79,11 @@ RESNET_SPECS = {
 
 
 class ResNet(nnx.Module):
-    """[N, H, W, 3] -> [N, H/32, W/32, 4 planes[-1]] (2048 x 7 x 7 for ResNet-50 at 224 px)."""
+    """[N, H, W, 3] -> [N, H/32, W/32, 4 planes[-1]] (2048 x 7 x 7 for ResNet-50 at 224 px).
+    conorm: a models.conorm.CoNormSpec to modulate layer<stage>'s output by the context maps, or None."""
     bn_pairs = (("conv1", "bn1"),)
 
-    def __init__(self, spec: ResNetSpec, *, rngs):
+    def __init__(self, spec: ResNetSpec, *, rngs, conorm=None):
         self.conv1 = nnx.Conv(3, spec.stem_channels, (7, 7), (2, 2), padding=((3, 3), (3, 3)), use_bias=False,
                               kernel_init=RESNET_INIT, rngs=rngs)
         self.bn1 = batch_norm(spec.stem_channels, rngs)
@@ -95,10 +97,16 @@ class ResNet(nnx.Module):
             setattr(self, f"layer{index + 1}", nnx.List(layer))
         self.num_layers = len(spec.planes)
         self.out_channels = in_ch
+        self.conorm_stage = conorm.stage if conorm else 0
+        self.conorm = (CoNorm(spec.planes[conorm.stage - 1] * Bottleneck.expansion, conorm.hidden, conorm.form,
+                              rngs=rngs) if conorm else None)
 
-    def __call__(self, x):
+    def __call__(self, x, context=None):
+        """context [N, H, W, 2]: the local / global centre maps, needed (only) with CoNorm."""
         x = max_pool_3x3_stride2(jax.nn.relu(self.bn1(self.conv1(x))))
         for index in range(self.num_layers):
             for block in getattr(self, f"layer{index + 1}"):
                 x = block(x)
+            if index + 1 == self.conorm_stage:
+                x = self.conorm(x, require_context(context))
         return x
