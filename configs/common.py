@@ -16,12 +16,17 @@ def base_config():
     c.eval_batch_size = 64
     c.compute_dtype = "float32"  # or "bfloat16" (float32 master weights)
     # dsed / part_self_attention: HUPOR's completion and the report's self-attention over the part maps
-    # (pare_jax/models/config.py); "none", the default, is PARE.
+    # (pare_jax/models/config.py); "none", the default, is PARE. conorm: OCHMR's CoNorm, the backbone modulated
+    # by the local / global body-centre maps of the batch's "context" (models/conorm.py): "scale_bias" (the
+    # paper's X * scale + bias) or "residual" (X * (1 + scale) + bias, zero-initialised: converted weights are
+    # undisturbed at step 0); conorm_stage: after ResNet layer<stage> / HRNet stage <stage> (OCHMR's best: 2);
+    # conorm_hidden: the block's latent channels K (the paper's 128).
     c.model = ml_collections.ConfigDict(dict(backbone="hrnet_w32", head="pare", part_supervision="parts",
                                              attention="softmax", mean_offset="none", mean_params="",
                                              dsed="none", dsed_width=64, dsed_blocks=2,
                                              part_self_attention="none", part_self_attention_heads=1,
-                                             part_self_attention_dim=32, part_self_attention_pool=2))
+                                             part_self_attention_dim=32, part_self_attention_pool=2,
+                                             conorm="none", conorm_stage=2, conorm_hidden=128))
     # The body for SMPL outputs and losses; gt_male / gt_female: gender-specific ground-truth bodies (3DPW).
     c.body = ml_collections.ConfigDict(dict(model="open", extra_regressor="", h36m_regressor="", gt_male="",
                                             gt_female=""))

@@ -20,6 +20,7 @@ from ml_collections import config_flags
 
 import smpl_jax
 from pare_jax import inputs, metrics, sharding
+from pare_jax.train_step import batch_context
 from smpl_jax.rotations import axis_angle_to_matrix
 
 
@@ -54,7 +55,7 @@ def make_model_eval_step(graphdef):
     def eval_step(params, rest, batch, body, gt_bodies):
         model = nnx.merge(graphdef, params, rest)
         model = nnx.view(model, use_running_average=True, deterministic=True, raise_if_not_found=False)
-        out = model(batch["img"], None)
+        out = model(batch["img"], None, context=batch_context(model, batch))
         return batch_metrics(out["pred_pose"], out["pred_shape"], out.get("pred_segm_mask"), batch, body,
                              gt_bodies)
     return eval_step

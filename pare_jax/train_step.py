@@ -44,6 +44,19 @@ def _cast_floats(tree, dtype):
 DSED_LABELS = ("part_map", "keypoints", "visibility")
 
 
+def batch_context(model, batch):
+    """The batch's CoNorm context maps [B, H, W, 2] (the CoNorm blocks cast them to the features' dtype) when
+    the model uses CoNorm (config.conorm), else None. A batch without them is a dataset built before context maps existed."""
+    if not model.uses_context:
+        return None
+    if "context" not in batch:
+        raise ValueError(f"this model uses CoNorm (model.conorm={model.config.conorm!r}) and needs the batch's "
+                         "'context' maps (local/global centre maps, pare_jax/data/context.py), but the batch has "
+                         f"only {sorted(batch)}: rebuild the dataset with a version that has context maps, or "
+                         "set model.conorm='none'")
+    return batch["context"]
+
+
 def make_train_step(graphdef, tx, loss_config, part_supervision, compute_dtype="float32", dsed="none",
                     num_steps=0):
     """Returns train_step(state, batch, body) -> (state, metrics). batch: dict with img [B, H, W, 3]
@@ -55,10 +68,12 @@ def make_train_step(graphdef, tx, loss_config, part_supervision, compute_dtype="
 
     def loss_fn(params, rest, batch, body, weights, pretrain):
         model = nnx.merge(graphdef, _cast_floats(params, compute), _cast_floats(rest, compute))
+        context = batch_context(model, batch)
         if dsed == "none":
-            out = model(batch["img"].astype(compute), None)
+            out = model(batch["img"].astype(compute), None, context=context)
         else:
-            out = model(batch["img"].astype(compute), None, {k: batch[k] for k in DSED_LABELS}, pretrain)
+            out = model(batch["img"].astype(compute), None, {k: batch[k] for k in DSED_LABELS}, pretrain,
+                        context=context)
         out = jax.tree.map(lambda v: v.astype(jnp.float32), out)
         # The SMPL part runs in float32 whatever precision the network uses; the losses need joints only.
         out |= smpl_outputs(body, out["pred_pose"], out["pred_shape"], out["pred_cam"], return_verts=False)

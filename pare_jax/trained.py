@@ -110,9 +110,15 @@ class Trained:
     source: str
     step: int | None = None
 
-    def predict(self, images, dtype="float32", with_body=True):
-        """images [N, H, W, 3] ImageNet-normalised float -> the outputs of pare_jax.models.predict."""
-        return predict((self.graphdef, self.state), self.body if with_body else None, images, dtype)
+    def predict(self, images, dtype="float32", with_body=True, context=None):
+        """images [N, H, W, 3] ImageNet-normalised float -> the outputs of pare_jax.models.predict; context
+        [N, H, W, 2]: the centre maps a CoNorm model needs (uses_context)."""
+        return predict((self.graphdef, self.state), self.body if with_body else None, images, dtype, context)
+
+    @property
+    def uses_context(self):
+        """Whether the model has CoNorm blocks and needs context maps (pare_jax/data/context.py)."""
+        return self.model_config.conorm != "none"
 
     @property
     def image_size(self):

@@ -113,17 +113,22 @@ def ground_truth_joints(gt_bodies, pose, betas, gender):
 
 
 @functools.partial(jax.jit, static_argnums=(0, 6))
-def _position_errors(graphdef, state, body, image, boxes, gt_joints, dtype_name):
-    """One chunk of positions in one call: image [H, W, 3], boxes [C, 4], gt_joints [14, 3] -> {metric: [C, 14]}."""
+def _position_errors(graphdef, state, body, image, boxes, gt_joints, dtype_name, context=None):
+    """One chunk of positions in one call: image [H, W, 3], boxes [C, 4], gt_joints [14, 3] -> {metric: [C, 14]}.
+    context [H, W, 2]: a CoNorm model's centre maps of the image, the same for every position (the patch hides
+    pixels, not people)."""
     occluded = jax.vmap(occlude, in_axes=(None, 0, None))(image, boxes, grey_value())
-    out = _predict(graphdef, state, None, occluded, dtype_name)
+    if context is not None:
+        context = jnp.broadcast_to(context, (len(boxes),) + context.shape)
+    out = _predict(graphdef, state, None, occluded, dtype_name, context)
     pred = evaluation_joints(body, out["pred_pose"], out["pred_shape"])
     return joint_errors(pred, jnp.broadcast_to(gt_joints, pred.shape))
 
 
-def position_errors(model, image, gt_joints, boxes, chunk=64, dtype="float32"):
+def position_errors(model, image, gt_joints, boxes, chunk=64, dtype="float32", context=None):
     """Per-joint errors of every patch position. model: a trained.Trained (graphdef, state, body); image
     [H, W, 3] ImageNet-normalised; gt_joints [14, 3]; boxes [P, 4] -> {"mpjpe", "pa_mpjpe"}: [P, 14] mm.
+    context [H, W, 2]: the image's centre maps, which a CoNorm model needs (model.uses_context).
     The positions go through the network in equal chunks of at most `chunk` (the last one padded), so memory
     stays bounded and every call has the same shape (one compilation)."""
     num = len(boxes)
@@ -131,16 +136,24 @@ def position_errors(model, image, gt_joints, boxes, chunk=64, dtype="float32"):
     size = -(-num // calls)
     padded = np.concatenate([boxes, np.repeat(boxes[-1:], calls * size - num, axis=0)])
     image, gt_joints = jnp.asarray(image), jnp.asarray(gt_joints)
+    context = jnp.asarray(context) if context is not None and getattr(model, "uses_context", False) else None
     parts = [_position_errors(model.graphdef, model.state, model.body, image, padded[i * size:(i + 1) * size],
-                              gt_joints, dtype) for i in range(calls)]  # dispatched before any is read back
+                              gt_joints, dtype, context) for i in range(calls)]  # dispatched before any is read back
     return {k: np.concatenate([np.asarray(p[k]) for p in parts])[:num] for k in METRICS}
 
 
-def sensitivity(model, images, gt_joints, boxes, chunk=64, dtype="float32"):
+def sensitivity(model, images, gt_joints, boxes, chunk=64, dtype="float32", contexts=None):
     """images [N, H, W, 3], gt_joints [N, 14, 3], boxes [P, 4] -> {"mpjpe", "pa_mpjpe"}: [N, P, 14] and
-    {"unoccluded_mpjpe", "unoccluded_pa_mpjpe"}: [N, 14] (an empty box run with the positions), in mm."""
+    {"unoccluded_mpjpe", "unoccluded_pa_mpjpe"}: [N, 14] (an empty box run with the positions), in mm.
+    contexts [N, H, W, 2]: the images' centre maps, needed by a CoNorm model (model.uses_context)."""
+    if getattr(model, "uses_context", False) and contexts is None:
+        raise ValueError(f"this model uses CoNorm (model.conorm={model.model_config.conorm!r}) and needs the "
+                         "samples' context maps; the split's data has none: rebuild the dataset with a version "
+                         "that has context maps (pare_jax/data/context.py)")
     with_clear = np.concatenate([np.zeros((1, 4), np.int32), boxes])
-    per_image = [position_errors(model, image, gt, with_clear, chunk, dtype) for image, gt in zip(images, gt_joints)]
+    contexts = [None] * len(images) if contexts is None else contexts
+    per_image = [position_errors(model, image, gt, with_clear, chunk, dtype, context)
+                 for image, gt, context in zip(images, gt_joints, contexts)]
     out = {}
     for k in METRICS:
         stacked = np.stack([e[k] for e in per_image])
@@ -198,10 +211,13 @@ def summarize(errors, boxes):
 def collect_samples(config, split, num_images):
     """The first num_images samples of a split "name:split" that have SMPL ground truth -> dict of numpy arrays:
     img [N, H, W, 3], pose [N, 72], betas [N, 10], gender [N], part_map [N, H, W], has_part_map [N],
-    sample_index [N]. Raises ValueError for an unknown dataset or split."""
+    sample_index [N], and context [N, H, W, 2] where the data has CoNorm's centre maps. Raises ValueError for
+    an unknown dataset or split."""
     keep = {k: [] for k in ("img", "pose", "betas", "gender", "part_map", "has_part_map", "sample_index")}
     found = 0
     for batch in inputs.eval_batches(config, split, min(int(config.eval_batch_size), num_images)):
+        if "context" in batch:
+            keep.setdefault("context", [])
         valid = (batch["mask"] * batch["has_smpl"]) > 0
         n = len(valid)
         defaults = {"gender": np.full(n, -1, np.int32), "has_part_map": np.zeros(n, np.float32),
@@ -225,7 +241,8 @@ def analyse(models, config, samples, patch_size, stride, chunk=64, dtype="float3
                                                samples["betas"], samples["gender"]))
     height, width = samples["img"].shape[1:3]
     boxes, grid = patch_boxes(height, width, patch_size, stride)
-    errors = {name: sensitivity(m, samples["img"], gt_joints, boxes, chunk, dtype) for name, m in models.items()}
+    errors = {name: sensitivity(m, samples["img"], gt_joints, boxes, chunk, dtype, samples.get("context"))
+              for name, m in models.items()}
     pixels = np.stack([part_pixels(p, boxes) for p in samples["part_map"]])
     pixels = pixels * (samples["has_part_map"] > 0)[:, None, None]
     parts = {name: {k: part_sensitivity(e[k] - e[f"unoccluded_{k}"][:, None], pixels) for k in METRICS}

@@ -84,7 +84,11 @@ class Predictor:
         squares = [geometry.square_boxes(b, self.box_scale) for b in boxes]
         size = self.model.image_size
         crops = [geometry.crop_images(im, sq, size) for im, sq in zip(images, squares)]
-        results = self._predict(np.concatenate(crops)) if sum(map(len, crops)) else {}
+        # A CoNorm model also sees where every person of the image lies in each crop (pare_jax.data.context).
+        contexts = ([geometry.crop_context_maps(sq, size) for sq in squares]
+                    if getattr(self.model, "uses_context", False) else None)
+        results = (self._predict(np.concatenate(crops), None if contexts is None else np.concatenate(contexts))
+                   if sum(map(len, crops)) else {})
         found, start = [], 0
         for image, box, square, crop in zip(images, boxes, squares, crops):
             pred = {k: v[start:start + len(crop)] for k, v in results.items()}
@@ -102,11 +106,16 @@ class Predictor:
                 "reprojection_px": np.float32(residual), "crops": crop, "pred_segm_mask": pred.get("pred_segm_mask")})
         return found
 
-    def _predict(self, crops):
+    def _predict(self, crops, contexts=None):
         n = len(crops)
         batch = np.zeros((1 << (n - 1).bit_length(),) + crops.shape[1:], np.float32)
         batch[:n] = normalize_images(crops)
-        out = self.model.predict(jnp.asarray(batch), dtype=self.dtype)
+        kwargs = {}
+        if contexts is not None:
+            padded = np.zeros(batch.shape[:3] + (2,), np.float32)
+            padded[:n] = contexts
+            kwargs["context"] = jnp.asarray(padded)
+        out = self.model.predict(jnp.asarray(batch), dtype=self.dtype, **kwargs)
         keep = ("pred_pose", "pred_shape", "pred_cam", "smpl_vertices", "pred_segm_mask")
         return {k: np.asarray(out[k][:n], np.float32) for k in keep if k in out}
 

@@ -21,6 +21,7 @@ leans the body by a few pixels at its extremities. `reprojection_px` reports tha
 """
 import numpy as np
 
+from pare_jax.data import context as context_maps_module
 from pare_jax.data.offline_labels import estimate_translation
 from smpl_jax.cameras import PARE_CROP_SIZE, PARE_FOCAL_LENGTH
 
@@ -74,6 +75,27 @@ def crop_images(image, squares, size):
         crop = Image.fromarray(canvas).resize((size, size), Image.Resampling.BILINEAR, box=box)
         crops[i] = np.asarray(crop, np.float32) / 255.0
     return crops
+
+
+def image_to_crop_pixels(points, square, size):
+    """points [..., 2] in image pixels -> pixels of the size x size crop of square (cx, cy, side); the inverse of
+    crop_to_image_pixels."""
+    cx, cy, side = np.asarray(square, np.float64)
+    return (np.asarray(points, np.float64) - [cx, cy]) * (size / side) + size / 2
+
+
+def crop_context_maps(squares, size):
+    """CoNorm's context maps (pare_jax.data.context) of every crop: [P, size, size, 2] float32, crop i's local
+    map at person i, its global map at every person of the image. A detector box has no body, so each person's
+    centre is its box centre, and its sigma sigma_for_box of its crop square's side (BOX_SCALE x the longer
+    box side, as the datasets' crops), both in crop i's pixels. squares [P, 3] of square_boxes."""
+    squares = np.asarray(squares, np.float64).reshape(-1, 3)
+    maps = np.zeros((len(squares), size, size, 2), np.float32)
+    for i, square in enumerate(squares):
+        centres = image_to_crop_pixels(squares[:, :2], square, size)
+        sigmas = context_maps_module.sigma_for_box(squares[:, 2] * size / square[2])
+        maps[i] = context_maps_module.context_maps(centres, sigmas, i, size, size)
+    return maps
 
 
 def default_focal_length(image_hw):
