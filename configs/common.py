@@ -50,8 +50,11 @@ def base_config():
                      scale_sd=0.25, scale_range=(0.75, 1.25), color_noise=0.4, occlusion_prob=1.0,
                      max_occluders=7, occluder_scale=(0.2, 1.0), occluder_size=0.5, crop_prob=0.3,
                      crop_fraction=(0.3, 0.5), crop_start_step=175_000),
-        synthetic=dict(crop_size=224, num_examples={"train": 20000, "test": 1000, "test_occluded": 1000}, seed=0,
-                       max_heading_deg=180.0),
+        # multi_person_ratio: training scenes with other people around the target; tilt_deg: the target's lean
+        # (view augmentation: widen it); test_person_occluded: people in front of the target (data/synthetic.py)
+        synthetic=dict(crop_size=224, num_examples={"train": 20000, "test": 1000, "test_occluded": 1000,
+                                                    "test_person_occluded": 1000}, seed=0,
+                       max_heading_deg=180.0, tilt_deg=10.0, multi_person_ratio=0.5),
     ))
     c.init_from = ""  # converted weights (python -m pare_jax.convert) or another run's workdir
     c.checkpoint = ml_collections.ConfigDict(dict(every=1000, keep=3))
@@ -74,8 +77,9 @@ def smoke(c, backbone):
     c.data.baseline_split = "synthetic:train"
     c.data.image_size = 64
     c.data.shuffle_buffer = 8
-    c.data.synthetic = dict(crop_size=64, num_examples={"train": 16, "test": 6, "test_occluded": 6}, seed=0,
-                            max_heading_deg=180.0)
+    c.data.synthetic = dict(crop_size=64, num_examples={"train": 16, "test": 6, "test_occluded": 6,
+                                                        "test_person_occluded": 4}, seed=0,
+                            max_heading_deg=180.0, tilt_deg=10.0, multi_person_ratio=0.5)
     c.data.augment.crop_start_step = 2
     c.loss.part_until_step = 2
     c.checkpoint.every = 2

@@ -41,12 +41,14 @@ def get_config(arg=""):
     c.loss.weights.keypoints_2d = 30.0
     c.loss.weights.keypoints_3d = 30.0
     c.data.train = {"synthetic": 1.0}
-    c.data.eval = ("synthetic:test", "synthetic:test_occluded")
+    c.data.eval = ("synthetic:test", "synthetic:test_occluded", "synthetic:test_person_occluded")
     c.data.baseline_split = "synthetic:train"
     c.data.image_size = 64
     c.data.shuffle_buffer = 1024
-    c.data.synthetic = dict(crop_size=64, num_examples={"train": 6000, "test": 200, "test_occluded": 200}, seed=0,
-                            max_heading_deg=90.0)
+    # Half of the training scenes hold 2-4 people (others in front of or behind the target)
+    c.data.synthetic = dict(crop_size=64, num_examples={"train": 6000, "test": 200, "test_occluded": 200,
+                                                        "test_person_occluded": 200}, seed=0,
+                            max_heading_deg=90.0, tilt_deg=10.0, multi_person_ratio=0.5)
     # The generator already varies what rotation, scale, colour noise and pasted occluders would (tilt, box
     # framing, clothing, light, occluders on half the training people); on top of it they only slowed learning.
     c.data.augment.update(rotation_zero_prob=1.0, scale_sd=0.0, color_noise=0.0, occlusion_prob=0.0)

@@ -28,11 +28,16 @@ def _builder(config, name):
     """The tfds builder for a dataset name of the config (not yet prepared, maybe)."""
     if name == "synthetic":
         syn = config.data.synthetic
+        # The name carries everything that changes the content, so builds of different settings never mix.
         heading = "" if syn.max_heading_deg == 180 else f"_heading{syn.max_heading_deg:g}"
+        tilt = "" if syn.tilt_deg == 10 else f"_tilt{syn.tilt_deg:g}"
+        people = "" if syn.multi_person_ratio == 0 else f"_people{syn.multi_person_ratio:g}"
+        counts = "-".join(str(syn.num_examples[split]) for split in sorted(syn.num_examples))  # by split name
         builder_config = builders.SyntheticConfig(
-            name=f"s{syn.crop_size}_n{sum(syn.num_examples.values())}_seed{syn.seed}{heading}",
+            name=f"s{syn.crop_size}_n{counts}_seed{syn.seed}{heading}{tilt}{people}",
             crop_size=syn.crop_size, num_examples=dict(syn.num_examples), seed=syn.seed,
-            max_heading_deg=float(syn.max_heading_deg))
+            max_heading_deg=float(syn.max_heading_deg), tilt_deg=float(syn.tilt_deg),
+            multi_person_ratio=float(syn.multi_person_ratio))
         return builders.PareSynthetic(config=builder_config, data_dir=_data_dir(config), body=config.body.model)
     known = sorted(c.name for c in builders.SPIN_CONFIGS)
     if name not in known:

@@ -138,6 +138,7 @@ def _example(size=40, margin=1.25, seed=0):
     rng = np.random.default_rng(seed)
     return {"image": tf.constant(rng.integers(0, 256, (size, size, 3)), tf.uint8),
             "part_map": tf.constant(rng.integers(0, 25, (size, size, 1)), tf.uint8),
+            "masks": tf.constant(rng.integers(0, 256, (size, size, 4)), tf.uint8),
             "crop_margin": tf.constant(margin, tf.float32),
             "keypoints": tf.constant(np.concatenate([rng.uniform(-1, 1, (49, 2)), rng.uniform(0, 1, (49, 1))], -1),
                                      tf.float32),
@@ -149,8 +150,11 @@ def _example(size=40, margin=1.25, seed=0):
 def test_flipping_twice_gives_back_the_sample():
     example = _example(size=32, margin=1.0)
     once = augment.apply(example, _params(flip=True), None, 32, normalize=False)
-    twice = augment.apply(dict(once, image=tf.cast(once["img"], tf.uint8), part_map=once["part_map"][..., None]),
-                          _params(flip=True), None, 32, normalize=False)
+    masks = tf.cast(tf.round(tf.concat([once["silhouette"], once["context"]], -1) * 255.0), tf.uint8)
+    twice = augment.apply(dict(once, image=tf.cast(once["img"], tf.uint8), part_map=once["part_map"][..., None],
+                               masks=masks), _params(flip=True), None, 32, normalize=False)
+    np.testing.assert_allclose(np.concatenate([twice["silhouette"], twice["context"]], -1) * 255.0,
+                               example["masks"].numpy().astype(np.float32), atol=1e-3)
     np.testing.assert_array_equal(twice["img"].numpy(), example["image"].numpy().astype(np.float32))
     np.testing.assert_array_equal(twice["part_map"].numpy(), example["part_map"].numpy()[..., 0])
     for key in ("keypoints", "visibility", "joints3d", "pose"):

@@ -250,10 +250,12 @@ def _paste(image, coverage, params, k, bank, out_size):
 
 
 def apply(example, params, bank, out_size, normalize=True):
-    """One decoded stored example (pare_jax.data.schema keys; image [S, S, 3] uint8, part_map [S, S, 1] uint8)
-    and the occluder bank (None: no occlusion) -> img [out, out, 3] float32 (ImageNet-normalised, or 0..255
-    with normalize=False), part_map [out, out] int32, keypoints [49, 3], visibility [49], joints3d [24, 4],
-    pose [72]; other keys pass through."""
+    """One decoded stored example (pare_jax.data.schema keys; image [S, S, 3] uint8, part_map [S, S, 1] uint8,
+    masks [S, S, 4] uint8) and the occluder bank (None: no occlusion) -> img [out, out, 3] float32
+    (ImageNet-normalised, or 0..255 with normalize=False), part_map [out, out] int32, silhouette [out, out, 2]
+    and context [out, out, 2] float32 in [0, 1] (bilinear, moved with the pixels; the visible silhouette also
+    loses what the pasted occluders cover), keypoints [49, 3], visibility [49], joints3d [24, 4], pose [72];
+    other keys pass through."""
     stored = tf.shape(example["image"])[0]
     transform = output_to_stored(params, tf.cast(stored, tf.float32), example["crop_margin"], out_size)
     image = resample(example["image"], transform, out_size, "bilinear")
@@ -268,11 +270,14 @@ def apply(example, params, bank, out_size, normalize=True):
     if normalize:
         image = image * (1.0 / (255.0 * np.asarray(IMAGENET_STD, np.float32))) - (
             np.asarray(IMAGENET_MEAN, np.float32) / np.asarray(IMAGENET_STD, np.float32))
+    masks = resample(example["masks"], transform, out_size, "bilinear") * (1.0 / 255.0)
+    silhouette = tf.stack([masks[..., 0], masks[..., 1] * (1.0 - coverage)], axis=-1)
     keypoints = transform_keypoints(example["keypoints"], params)
-    out = dict(example, img=image, part_map=labels, keypoints=keypoints,
+    out = dict(example, img=image, part_map=labels, keypoints=keypoints, silhouette=silhouette,
+               context=masks[..., 2:],
                visibility=_visibility(example["visibility"], keypoints, coverage, params, out_size),
                joints3d=transform_joints3d(example["joints3d"], params), pose=transform_pose(example["pose"], params))
-    del out["image"]
+    del out["image"], out["masks"]
     return out
 
 

@@ -89,10 +89,18 @@ def _load_body(body, extra_regressor=None):
 
 
 class PareSpin(_LocalBuilder):
-    """SPIN/PARE-format datasets, read from a manual directory, with offline part labels."""
+    """SPIN/PARE-format datasets, read from a manual directory, with offline part labels.
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    masks: the silhouettes are the ground-truth mesh rendered like the part map (has_silhouette = has_part_map);
+    the npz files say nothing about what covers a person, so the "visible" silhouette is the full one. Context
+    maps (pare_jax.data.context) mark every person annotated in the same image (rows with the same imgname,
+    e.g. COCO, MPII, 3DPW): the centre from their ground-truth torso joints (their box centre when none is
+    annotated), sigma from their box; a dataset with one annotated person per image gets local = global.
+    """
+
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "First release.", "1.1.0": "Silhouettes and context maps (masks, has_silhouette, "
+                     "has_context)."}
     BUILDER_CONFIGS = SPIN_CONFIGS
     MANUAL_DOWNLOAD_INSTRUCTIONS = _SPIN_INSTRUCTIONS
 
@@ -136,16 +144,18 @@ class PareSpin(_LocalBuilder):
         keypoints = spin_format.normalize_keypoints(spin_format.keypoints49(annotations), annotations["center"],
                                                     annotations["scale"])
         skipped = self.skipped_images.setdefault(split, [])
+        people = _people_of_images(annotations)
         with concurrent.futures.ThreadPoolExecutor(self._workers) as pool:
             for start in range(0, len(keypoints), self._render_chunk):
                 rows = np.arange(start, min(start + self._render_chunk, len(keypoints)))
-                yield from self._chunk(rows, annotations, keypoints, image_root, size, labeler, pool, skipped)
+                yield from self._chunk(rows, annotations, keypoints, image_root, size, labeler, pool, skipped,
+                                       people)
         if skipped:
             names = "\n  ".join(f"{name}: {reason}" for name, reason in skipped)
             log.warning("%s/%s: skipped %d unreadable image(s) out of %d:\n  %s", config.name, split,
                         len(skipped), len(keypoints), names)
 
-    def _chunk(self, rows, ann, keypoints, image_root, size, labeler, pool, skipped):
+    def _chunk(self, rows, ann, keypoints, image_root, size, labeler, pool, skipped, people):
         margin = self.builder_config.crop_margin
 
         def crop(row):
@@ -162,7 +172,13 @@ class PareSpin(_LocalBuilder):
             if image is None:
                 skipped.append((str(ann["imgname"][row]), error))
                 continue
+            silhouette = (maps[i] > 0).reshape(size, size) * np.uint8(255)
+            context_maps = _spin_context(row, people, ann, size, margin)
+            masks = np.stack([silhouette, silhouette, *np.round(context_maps * 255).astype(np.uint8).transpose(2, 0, 1)],
+                             axis=-1)
             yield int(row), {
+                "masks": schema.encode_png(masks), "has_silhouette": np.float32(has_map[i]),
+                "has_context": np.float32(1),
                 "image": schema.encode_jpeg(image), "part_map": schema.encode_png(maps[i]),
                 "has_part_map": has_map[i], "keypoints": keypoints[row],
                 "visibility": np.full(schema.NUM_KEYPOINTS, -1.0, np.float32), "joints3d": ann["S"][row],
@@ -172,29 +188,59 @@ class PareSpin(_LocalBuilder):
                 "gender": ann["gender"][row], "imgname": str(ann["imgname"][row]), "sample_index": int(row)}
 
 
+def _people_of_images(ann):
+    """(rows of each image: {imgname: [rows]}, body centres [N, 2] and box sides [N] in original pixels)."""
+    from pare_jax.data import context
+    groups = {}
+    for row, name in enumerate(ann["imgname"]):
+        groups.setdefault(str(name), []).append(row)
+    centres = np.stack([context.body_centre(ann["part"][row], box_centre=ann["center"][row])
+                        for row in range(len(ann["imgname"]))]) if len(ann["imgname"]) else np.zeros((0, 2))
+    return groups, centres, 200.0 * np.asarray(ann["scale"], np.float64)
+
+
+def _spin_context(row, people, ann, size, crop_margin):
+    """[S, S, 2] context maps of row's stored crop: every person of its image, the row itself as the target."""
+    from pare_jax.data import context, spin_format
+    groups, centres, sides = people
+    rows = groups[str(ann["imgname"][row])]
+    x0, y0, crop_side = spin_format.crop_box(ann["center"][row], ann["scale"][row], crop_margin)
+    zoom = size / crop_side
+    crop_centres = (centres[rows] - np.asarray([x0, y0])) * zoom
+    return context.context_maps(crop_centres, context.sigma_for_box(sides[rows] * zoom), rows.index(row), size, size)
+
+
 @dataclasses.dataclass(eq=False)
 class SyntheticConfig(tfds.core.BuilderConfig):
     """crop_size: the box side in stored pixels; num_examples: split -> count; seed: everything follows from it;
-    max_heading_deg: people turn at most this far from facing the camera (180: any heading)."""
+    max_heading_deg: people turn at most this far from facing the camera (180: any heading); tilt_deg: standard
+    deviation of their lean (view augmentation: widen it); multi_person_ratio: the fraction of training scenes
+    with other people around the target (pare_jax.data.synthetic)."""
     crop_size: int = schema.DEFAULT_CROP_SIZE
     crop_margin: float = schema.DEFAULT_CROP_MARGIN
     num_examples: dict = dataclasses.field(default_factory=dict)
     seed: int = 0
     max_heading_deg: float = 180.0
+    tilt_deg: float = 10.0
+    multi_person_ratio: float = 0.0
 
 
 SYNTHETIC_CONFIGS = [
-    SyntheticConfig(name="default", num_examples={"train": 20000, "test": 1000, "test_occluded": 1000}),
-    SyntheticConfig(name="small", num_examples={"train": 2000, "test": 200, "test_occluded": 200}),
-    SyntheticConfig(name="tiny", crop_size=64, num_examples={"train": 32, "test": 8, "test_occluded": 8}),
+    SyntheticConfig(name="default", num_examples={"train": 20000, "test": 1000, "test_occluded": 1000,
+                                                  "test_person_occluded": 1000}, multi_person_ratio=0.5),
+    SyntheticConfig(name="small", num_examples={"train": 2000, "test": 200, "test_occluded": 200,
+                                                "test_person_occluded": 200}, multi_person_ratio=0.5),
+    SyntheticConfig(name="tiny", crop_size=64, num_examples={"train": 32, "test": 8, "test_occluded": 8,
+                                                             "test_person_occluded": 8}, multi_person_ratio=0.5),
 ]
 
 
 class PareSynthetic(_LocalBuilder):
     """Rendered people with exact labels (pare_jax.data.synthetic); needs no download."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "First release.", "1.1.0": "Multi-person scenes, test_person_occluded, silhouettes "
+                     "and context maps (masks, has_silhouette, has_context)."}
     BUILDER_CONFIGS = SYNTHETIC_CONFIGS
 
     def __init__(self, *, body="open", render_chunk=16, **kwargs):
@@ -206,8 +252,10 @@ class PareSynthetic(_LocalBuilder):
         if self._scenes is None:
             from pare_jax.data import occluders, synthetic
             bank = occluders.make_occluder_bank(num=128, size=64, seed=self.builder_config.seed + 1)
+            config = self.builder_config
             self._scenes = synthetic.SceneRenderer(_load_body(self._body_source), bank, self._render_chunk,
-                                                   self.builder_config.max_heading_deg)
+                                                   config.max_heading_deg, config.multi_person_ratio,
+                                                   config.tilt_deg)
         return self._scenes
 
     def _info(self):
@@ -215,7 +263,8 @@ class PareSynthetic(_LocalBuilder):
         return self.dataset_info_from_configs(
             features=schema.features(schema.stored_size(config.crop_size, config.crop_margin)),
             description="Synthetic people rendered from the open SMPL-format body with exact labels: "
-                        "train, test, and test_occluded (occluders over body parts).")
+                        "train, test, test_occluded (occluders over body parts) and test_person_occluded (other "
+                        "people in front of the target).")
 
     def _split_generators(self, dl_manager):
         del dl_manager  # nothing to download
@@ -236,5 +285,6 @@ class PareSynthetic(_LocalBuilder):
                 index = int(example["sample_index"])
                 example.update(image=schema.encode_jpeg(example["image"]),
                                part_map=schema.encode_png(example["part_map"]),
+                               masks=schema.encode_png(example["masks"]),
                                imgname=f"synthetic/{split}/{index:07d}")
                 yield index, example

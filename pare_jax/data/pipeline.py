@@ -18,7 +18,9 @@ Output: a dict of tensors per batch (B = per-host batch size, H = W = out_size):
 | pose          | [B, 72] float32       | SMPL axis-angle, global orientation in camera axes |
 | betas         | [B, 10] float32       | |
 | part_map      | [B, H, W] int32       | 0 background, 1..24 parts |
-| has_smpl, has_joints3d, has_part_map | [B] float32 | per-sample supervision flags |
+| silhouette    | [B, H, W, 2] float32  | target's full and visible silhouette in [0, 1] (LASOR's loss) |
+| context       | [B, H, W, 2] float32  | local and global body-centre maps in [0, 1] (OCHMR's CoNorm; data/context.py) |
+| has_smpl, has_joints3d, has_part_map, has_silhouette, has_context | [B] float32 | per-sample flags |
 | gender        | [B] int32             | 0 male, 1 female, -1 unknown |
 | dataset_index | [B] int32             | position of the source in the mix (train) / 0 (eval) |
 | sample_index  | [B] int64             | row within its source split |
@@ -48,8 +50,9 @@ ALIASES = {name: f"pare_spin/{name}" for name in ("coco", "mpii", "lspet", "mpi_
 ALIASES.update({"synthetic": "pare_synthetic/default", "synthetic_small": "pare_synthetic/small",
                 "synthetic_tiny": "pare_synthetic/tiny"})
 OUTPUT_KEYS = ("keypoints", "visibility", "joints3d", "pose", "betas", "has_smpl", "has_joints3d",
-               "has_part_map", "gender", "sample_index")
-ENCODED = {"image": tfds.decode.SkipDecoding(), "part_map": tfds.decode.SkipDecoding()}
+               "has_part_map", "has_silhouette", "has_context", "gender", "sample_index")
+ENCODED = {"image": tfds.decode.SkipDecoding(), "part_map": tfds.decode.SkipDecoding(),
+           "masks": tfds.decode.SkipDecoding()}
 
 
 def get_builder(name, data_dir=None):
@@ -86,11 +89,13 @@ def decode(example):
     out = {key: example[key] for key in OUTPUT_KEYS + ("crop_margin",)}
     out["image"] = tf.io.decode_jpeg(example["image"], channels=3)
     out["part_map"] = tf.io.decode_png(example["part_map"], channels=1)
+    out["masks"] = tf.io.decode_png(example["masks"], channels=4)
     return out
 
 
 def _finish(example, mask=1.0):
-    out = {key: example[key] for key in OUTPUT_KEYS + ("img", "part_map", "dataset_index")}
+    out = {key: example[key] for key in OUTPUT_KEYS + ("img", "part_map", "silhouette", "context",
+                                                       "dataset_index")}
     out["mask"] = tf.constant(mask, tf.float32)
     return out
 

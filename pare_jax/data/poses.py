@@ -103,7 +103,10 @@ def _axis_rotation(axis, angle):
     return R
 
 
-def sample_global_orient(rng, num, tilt_deg=10.0, max_heading_deg=180.0):
+DEFAULT_TILT_DEG = 10.0
+
+
+def sample_global_orient(rng, num, tilt_deg=DEFAULT_TILT_DEG, max_heading_deg=180.0):
     """[num, 3] axis-angle orientations in camera axes (x right, y down, z forward): an upright body turned to
     a heading uniform in +-max_heading_deg (0 = facing the camera, 180 = all the way round), tilted forward/back
     and sideways by N(0, tilt_deg) each. The 180 degree turn about x takes SMPL's y-up frame to the camera's

@@ -24,6 +24,12 @@ so the box spans [-1, 1] and the stored crop [-crop_margin, crop_margin]; pixel 
 | gender        | () int32                | 0 male, 1 female, -1 unknown / neutral |
 | imgname       | string                  | image path relative to the dataset's image root |
 | sample_index  | () int64                | row of the source npz (or synthetic sample number): stable across builds |
+| masks         | [S, S, 4] uint8 (PNG)   | x 255: target's full silhouette, visible silhouette, local and global context map |
+| has_silhouette| () float32              | 1 when the silhouettes are known (rendered from ground truth) |
+| has_context   | () float32              | 1 when the context maps are filled (pare_jax.data.context) |
+
+Silhouettes are LASOR's targets (the visible one: the target minus whatever is in front of it); the context
+maps are OCHMR's CoNorm input: a Gaussian at the target's body centre, and at everyone's in the crop.
 """
 import numpy as np
 
@@ -65,6 +71,9 @@ def features(size):
         "gender": tensor(shape=(), dtype=tf.int32),
         "imgname": tfds.features.Text(),
         "sample_index": tensor(shape=(), dtype=tf.int64),
+        "masks": tfds.features.Image(shape=(size, size, 4), encoding_format="png"),
+        "has_silhouette": tensor(shape=(), dtype=tf.float32),
+        "has_context": tensor(shape=(), dtype=tf.float32),
     })
 
 
@@ -79,10 +88,12 @@ def encode_jpeg(pixels, quality=95):
 
 
 def encode_png(pixels):
-    """[H, W] or [H, W, 1] uint8 -> PNG bytes."""
+    """[H, W], [H, W, 1] (grey) or [H, W, 4] (four channels, stored as RGBA) uint8 -> PNG bytes."""
     import io
 
     from PIL import Image
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels.reshape(pixels.shape[:2]))).save(buffer, format="PNG")
+    pixels = np.ascontiguousarray(pixels if pixels.ndim == 3 and pixels.shape[2] == 4 else
+                                  pixels.reshape(pixels.shape[:2]))
+    Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()

@@ -10,8 +10,23 @@ from a pinhole camera (off-axis by up to 0.5 m, so the perspective varies); a pe
 by 5 %), as a detector would give. Clothing: a skin, top, bottom and shoe colour per person, short or long
 sleeves and trousers; Lambertian light from a random direction. Background: a procedural texture.
 
-Splits: "train" (occluders on half the images, anywhere in the box), "test" (none), "test_occluded" (1-2
-occluders each centred on a body joint, 30-50 % of the box: body parts are covered, as in 3DPW-OCC).
+Splits: "train" (occluders on half the images, anywhere in the box; a fraction multi_person_ratio of the scenes
+with other people), "test" (none), "test_occluded" (1-2 occluders each centred on a body joint, 30-50 % of the
+box: body parts are covered, as in 3DPW-OCC), "test_person_occluded" (no objects; 1-3 other people, the first
+of them in front of the target and overlapping it: the target is partly hidden by a person, as in 3DPW-PC).
+
+People occluding people: a multi-person scene holds the target and 1-3 others (MAX_PEOPLE in all), each with
+its own shape, pose (any heading), clothing and light. Each other person stands in front of the target (0.6-2 m
+closer, probability 0.65, never nearer than 2 m to the camera) or behind it (0.5-3 m farther), its torso centre
+offset sideways by 0.1-0.6 of the target's box side (in front) or 0.1-0.8 (behind) and a little up or down; in
+test_person_occluded the first other person is in front and offset by only 0.05-0.3 box sides. The scene is
+rendered as one z-buffered mesh; every label is for the target and exact: the part map holds the target's
+visible pixels only (other people are background; objects pasted on top still do not change it, as for single
+people), keypoint visibility comes from the whole scene's z-buffer, the full silhouette from the target
+rendered alone, the visible one from the scene (the target's pixels not hidden by a person in front nor by an
+object occluder: LASOR's S1 - S1 * S2), and OCHMR's context maps (pare_jax.data.context) from the projected
+torso centres of everyone in the scene. The random numbers of the other people come from a stream of their own,
+so the target of a sample is the same person at any multi_person_ratio.
 
 Visibility of each of the 49 keypoints: inside the box, not under an occluder (alpha < 0.5 at its pixel), and
 not self-occluded. Keypoints on the surface (nose, eyes, ears, toes, heels) are self-occluded when the rendered
@@ -21,6 +36,9 @@ vertex: the knee touches thigh and shin), or lies within a tolerance in front of
 distance to the nearest rest vertex + 3 cm (about 17 cm for the pelvis, 6 cm for the wrists on the open body).
 A joint seen through its own limb is visible (as an annotator would say); one behind another part is not.
 Part maps are rendered from the mesh alone (as PARE's labels are): an occluder does not change them.
+
+Stored besides the schema's labels: masks [S, S, 4] uint8 = (full silhouette, visible silhouette, local
+context, global context) x 255.
 """
 import functools
 
@@ -29,11 +47,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from pare_jax import render
-from pare_jax.data import occluders, poses, textures
+from pare_jax.data import context, occluders, poses, textures
 from pare_jax.data.offline_labels import estimate_translation, posed_body
 from smpl_jax.joints import SMPL_JOINT_NAMES
 
-SPLITS = ("train", "test", "test_occluded")
+SPLITS = ("train", "test", "test_occluded", "test_person_occluded")
+MAX_PEOPLE = 4  # the target and up to 3 others: one static scene mesh, absent people parked behind the camera
 _SPLIT_IDS = {name: i for i, name in enumerate(SPLITS)}
 DISTANCE_M = (3.0, 12.0)
 BOX_FILL = (1.1, 1.3)
@@ -64,10 +83,11 @@ def clothing_colors(rng):
     return np.clip(table, 0.0, 1.0)
 
 
-def sample_scene(rng, max_heading_deg=180.0):
+def sample_scene(rng, max_heading_deg=180.0, tilt_deg=poses.DEFAULT_TILT_DEG):
     """One scene's random numbers: pose [72], betas [10], transl [3], colours [24, 3], light [3], ambient.
-    max_heading_deg: how far from facing the camera the body may turn (180: any heading)."""
-    orient = poses.sample_global_orient(rng, 1, max_heading_deg=max_heading_deg)[0]
+    max_heading_deg: how far from facing the camera the body may turn (180: any heading); tilt_deg: the standard
+    deviation of the forward / sideways lean (view augmentation widens both)."""
+    orient = poses.sample_global_orient(rng, 1, tilt_deg=tilt_deg, max_heading_deg=max_heading_deg)[0]
     pose = np.concatenate([orient, poses.sample_body_pose(rng, 1)[0]])
     distance = rng.uniform(*DISTANCE_M)
     transl = np.asarray([rng.uniform(-0.5, 0.5), rng.uniform(-0.3, 0.3), distance], np.float32)
@@ -109,6 +129,21 @@ def _render(body, vertices, K, vertex_colors, light, ambient, height, width):
     return rgb, alpha, labels.astype(jnp.uint8), render.depth_map(frags)
 
 
+@functools.partial(jax.jit, static_argnames=("height", "width"))
+def _render_scene(vertices, faces, K, vertex_colors, light, ambient, height, width):
+    """Several people as one mesh: vertices [N, P * V, 3], faces [P * F, 3] (person p's faces offset by p * V)
+    -> rgb, alpha, face_index [N, H, W] (face // F is the person), depth."""
+    R = jnp.eye(3, dtype=vertices.dtype)
+    frags = render.rasterize_batch(vertices, faces, K, R, jnp.zeros(3), height, width)
+
+    def shade_one(frag, verts, colors, light_dir, amb):
+        return render.shade(frag, verts, faces, R, jnp.zeros(3), vertex_colors=colors, light_dir=light_dir,
+                            ambient=amb, diffuse=1.0 - amb)
+
+    rgb, alpha = jax.vmap(shade_one)(frags, vertices, vertex_colors, light, ambient)
+    return rgb, alpha, frags.face_index, render.depth_map(frags)
+
+
 SURFACE_KEYPOINT_M = 0.01
 
 
@@ -135,13 +170,23 @@ def self_occlusion_rule(body, batch=1):
 class SceneRenderer:
     """Samples and renders synthetic scenes with one body (e.g. smpl_jax.load("open")) and an occluder bank
     [N, O, O, 4] uint8 (occluders.make_occluder_bank). chunk: at most this many scenes per call; fewer are
-    padded to it, so that every call reuses one compilation. max_heading_deg: see sample_scene."""
+    padded to it, so that every call reuses one compilation. max_heading_deg, tilt_deg: of the target, see
+    sample_scene. multi_person_ratio: the fraction of training scenes with other people (test_person_occluded:
+    all; test, test_occluded: none)."""
 
-    def __init__(self, body, occluder_bank, chunk=16, max_heading_deg=180.0):
+    def __init__(self, body, occluder_bank, chunk=16, max_heading_deg=180.0, multi_person_ratio=0.0,
+                 tilt_deg=poses.DEFAULT_TILT_DEG):
+        if not 0.0 <= multi_person_ratio <= 1.0:
+            raise ValueError(f"multi_person_ratio must be in [0, 1], got {multi_person_ratio}")
         self.body, self.bank, self.chunk = body, occluder_bank, chunk
-        self.max_heading_deg = max_heading_deg
+        self.max_heading_deg, self.tilt_deg = max_heading_deg, tilt_deg
+        self.multi_person_ratio = multi_person_ratio
         self.tolerance, self.touches = self_occlusion_rule(body, chunk)
         self.parts = np.asarray(body.vertex_parts())
+        self.face_parts = np.asarray(render.face_part_labels(body.faces, self.parts))
+        num_vertices = body.num_vertices
+        self.scene_faces = jnp.asarray(np.concatenate([np.asarray(body.faces) + p * num_vertices
+                                                       for p in range(MAX_PEOPLE)]))
 
     def pose(self, scenes):
         """Pose the scenes' bodies (list of 1..chunk sample_scene dicts), padded to the chunk with the last one.
@@ -176,21 +221,117 @@ class SceneRenderer:
             covered = np.maximum(covered, occ_alpha)
         return np.clip(np.round(image * 255), 0, 255).astype(np.uint8), covered
 
+    def others(self, seed, split, index, target, box):
+        """The other people of sample `index` (sample_scene dicts with their placement; [] for a single person),
+        from their own random stream. target: the target's scene; box: its person_box (centre, side)."""
+        rng = np.random.default_rng([int(seed), _SPLIT_IDS[split], int(index), 1])
+        if split == "test_person_occluded" or (split == "train" and rng.uniform() < self.multi_person_ratio):
+            count = int(rng.integers(1, MAX_PEOPLE))
+        else:
+            return []
+        centre, side = box
+        target_z = float(target["transl"][2])
+        people = []
+        for j in range(count):
+            person = sample_scene(rng, 180.0, self.tilt_deg)
+            overlapping = j == 0 and split == "test_person_occluded"  # the person that hides part of the target
+            if overlapping or rng.uniform() < 0.65:
+                depth = max(target_z - rng.uniform(0.6, 2.0), 2.0)
+                shift = rng.uniform(0.05, 0.3) if overlapping else rng.uniform(0.1, 0.6)
+            else:
+                depth = target_z + rng.uniform(0.5, 3.0)
+                shift = rng.uniform(0.1, 0.8)
+            offset = np.asarray([rng.choice([-1.0, 1.0]) * shift, rng.uniform(-0.15, 0.15)]) * side
+            person["image_centre"] = (centre + offset).astype(np.float32)  # where its torso centre lands (X/Z)
+            person["depth"] = np.float32(depth)
+            people.append(person)
+        return people
+
+    def _pose_others(self, others):
+        """Pose every other person (flat list), translated so its torso centre lands at image_centre at depth.
+        Returns [(vertices [V, 3], joints [49, 3], colours [24, 3])] numpy, camera axes."""
+        out = []
+        for start in range(0, len(others), self.chunk):
+            group = [dict(p, transl=np.zeros(3, np.float32)) for p in others[start:start + self.chunk]]
+            vertices, joints = (np.asarray(x)[:len(group)] for x in self.pose(group))
+            for person, v, j in zip(group, vertices, joints):
+                torso = j[[25 + k for k in context.TORSO_GT_JOINTS]].mean(0)
+                z = float(person["depth"])
+                transl = np.asarray([person["image_centre"][0] * z, person["image_centre"][1] * z, z]) - torso
+                out.append((v + transl, j + transl, person["colors"]))
+        return out
+
+    def render_scenes(self, scenes, posed, others, K, height, width):
+        """Every picture of the chunk as one scene mesh: the target (from pose) and its others (from
+        _pose_others, per picture). Returns numpy rgb, alpha, face_index [N, H, W] (face // F is the person,
+        0 the target), depth. Absent people are parked behind the camera, whose faces the rasterizer drops."""
+        num, K = len(scenes), np.asarray(K)
+        targets = np.asarray(posed[0])[:num]
+        vertices, colors = [], []
+        for i in range(self.chunk):
+            k = min(i, num - 1)
+            people = [targets[k]] + [v for v, _, _ in others[k]]
+            palette = [scenes[k]["colors"]] + [c for _, _, c in others[k]]
+            parked = targets[k] * np.asarray([1.0, 1.0, -1.0], np.float32)
+            while len(people) < MAX_PEOPLE:
+                people.append(parked)
+                palette.append(scenes[k]["colors"])
+            vertices.append(np.concatenate(people))
+            colors.append(np.concatenate([c[self.parts] for c in palette]))
+        padded = scenes + scenes[-1:] * (self.chunk - num)
+        stack = lambda key: jnp.asarray(np.stack([s[key] for s in padded]))  # noqa: E731
+        K = np.concatenate([K, np.repeat(K[-1:], self.chunk - num, 0)])
+        out = _render_scene(jnp.asarray(np.stack(vertices)), self.scene_faces, jnp.asarray(K),
+                            jnp.asarray(np.stack(colors)), stack("light"), stack("ambient"), height, width)
+        return tuple(np.asarray(x)[:num] for x in out)
+
     def crops(self, split, indices, seed, size, crop_margin):
         """Stored-crop examples (pare_jax.data.schema keys, minus imgname) for sample numbers `indices`."""
         rngs = [sample_rng(seed, split, i) for i in indices]
-        scenes = [sample_scene(rng, self.max_heading_deg) for rng in rngs]
+        scenes = [sample_scene(rng, self.max_heading_deg, self.tilt_deg) for rng in rngs]
         posed = self.pose(scenes)
-        boxes = [person_box(v, rng) for v, rng in zip(np.asarray(posed[0]), rngs)]
+        targets = np.asarray(posed[0])[:len(scenes)]
+        boxes = [person_box(v, rng) for v, rng in zip(targets, rngs)]
         K = np.stack([box_camera(c, s, size, size, (size / 2, size / 2), size / crop_margin) for c, s in boxes])
         rgb, alpha, labels, depth, joints = self.render(scenes, posed, K, size, size)
+        full = labels > 0  # the target alone
+        others = [self.others(seed, split, i, scene, box) for i, scene, box in zip(indices, scenes, boxes)]
+        posed_others = self._pose_others([p for group in others for p in group])
+        per_picture, start = [], 0
+        for group in others:
+            per_picture.append(posed_others[start:start + len(group)])
+            start += len(group)
+        if any(others):  # one scene render for the chunk; single people in it come out as rendered alone
+            rgb, alpha, face_index, depth = self.render_scenes(scenes, posed, per_picture, K, size, size)
+            num_faces = len(self.face_parts)
+            labels = np.where((face_index >= 0) & (face_index < num_faces),
+                              self.face_parts[np.clip(face_index, 0, num_faces - 1)] + 1, 0).astype(np.uint8)
         examples = []
         for i, index in enumerate(indices):
+            centres, sigmas = self._centres(K[i], joints[i], boxes[i], per_picture[i], size / crop_margin)
+            maps = context.context_maps(centres, sigmas, 0, size, size)
             examples.append(self._crop_example(rngs[i], split, scenes[i], boxes[i], K[i], rgb[i], alpha[i],
-                                               labels[i], depth[i], joints[i], size, crop_margin, index))
+                                               labels[i], depth[i], joints[i], size, crop_margin, index, full[i],
+                                               maps))
         return examples
 
-    def _crop_example(self, rng, split, scene, box, K, rgb, alpha, labels, depth, joints, size, crop_margin, index):
+    @staticmethod
+    def _centres(K, joints, box, others, box_side_px):
+        """Pixel centres [P, 2] and sigmas [P] of the target (first) and the others for the context maps."""
+        def centre(j):
+            gt = j[25:] @ K.T  # the 24 ground-truth joints in pixels
+            return context.body_centre(gt[:, :2] / gt[:, 2:3])
+
+        centres, sigmas = [centre(joints)], [context.sigma_for_box(box_side_px)]
+        for vertices, j, _ in others:
+            xy = vertices[:, :2] / vertices[:, 2:3]
+            side_px = float(np.max(xy.max(0) - xy.min(0))) * np.mean(BOX_FILL) * K[0, 0]
+            centres.append(centre(j))
+            sigmas.append(context.sigma_for_box(side_px))
+        return np.stack(centres), np.asarray(sigmas)
+
+    def _crop_example(self, rng, split, scene, box, K, rgb, alpha, labels, depth, joints, size, crop_margin, index,
+                      full, maps):
         centre, side = box
         keypoints_n = (joints[:, :2] / joints[:, 2:3] - centre) / (side / 2)
         in_box = (np.abs(keypoints_n) <= 1).all(-1)
@@ -203,19 +344,22 @@ class SceneRenderer:
         keypoints = np.concatenate([keypoints_n, np.ones((49, 1))], -1).astype(np.float32)
         root_free = joints - scene["transl"]
         cam_t, _ = estimate_translation(root_free[None, 25:], keypoints[None, 25:])
+        masks = np.stack([full, (labels > 0) & (covered < 0.5), maps[..., 0], maps[..., 1]], axis=-1)
         return {"image": image, "part_map": labels[..., None], "has_part_map": np.float32(1),
                 "keypoints": keypoints, "visibility": visible.astype(np.float32),
                 "joints3d": np.concatenate([joints[25:], np.ones((24, 1))], -1).astype(np.float32),
                 "has_joints3d": np.float32(1), "pose": scene["pose"], "betas": scene["betas"],
                 "has_smpl": np.float32(1), "cam_t": cam_t[0].astype(np.float32),
                 "crop_margin": np.float32(crop_margin), "gender": np.int32(-1), "sample_index": np.int64(index),
+                "masks": np.round(masks.astype(np.float32) * 255).astype(np.uint8),
+                "has_silhouette": np.float32(1), "has_context": np.float32(1),
                 # A synthetic "original image" is the stored crop itself: box centre and scale in its pixels.
                 "box": np.asarray([size / 2, size / 2, size / crop_margin / 200.0], np.float32)}
 
 
 def occluder_plan(rng, split, joint_pixels, box_centre, box_side):
     """[(centre (x, y), side)] in pixels. joint_pixels [J, 2]: ground-truth joints inside the box."""
-    if split == "test" or (split == "train" and rng.uniform() < 0.5):
+    if split in ("test", "test_person_occluded") or (split == "train" and rng.uniform() < 0.5):
         return []
     if split == "test_occluded" and len(joint_pixels):
         count = int(rng.integers(1, 3))
