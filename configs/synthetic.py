@@ -5,6 +5,8 @@
     python run.py --config=configs/synthetic.py:hmr --workdir=runs/synthetic_hmr  # HMR-EFT on the same data
     python run.py --config=configs/synthetic.py:dsed --workdir=runs/synthetic_dsed  # + HUPOR's DSED completion
     python run.py --config=configs/synthetic.py:mhsa --workdir=runs/synthetic_mhsa  # + self-attention over maps
+    python run.py --config=configs/synthetic.py:lasor --workdir=runs/synthetic_lasor  # + LASOR's silhouette term
+                                                    # and uncertainty weighting (needs batch["silhouette"])
     python run.py --config=configs/synthetic.py:smoke --workdir=/tmp/smoke      # what the tests run
 
 No download: the first run renders the synthetic dataset (train, test, test_occluded; people turned at most 90
@@ -52,7 +54,7 @@ def get_config(arg=""):
     c.checkpoint.every = 250
     c.log_every = 50
     c.eval_every = 0
-    variants = ("", "hmr", "dsed", "mhsa", "smoke", "hmr_smoke", "dsed_smoke", "mhsa_smoke")
+    variants = ("", "hmr", "dsed", "mhsa", "lasor", "smoke", "hmr_smoke", "dsed_smoke", "mhsa_smoke", "lasor_smoke")
     if arg not in variants:
         raise ValueError(f"unknown variant {arg!r} of synthetic.py: use one of {variants}")
     if arg.startswith("dsed"):  # the same PARE with the DSED completion of its part maps; a half-width
@@ -60,6 +62,12 @@ def get_config(arg=""):
         c.model.update(dsed="part_maps", dsed_width=32, dsed_blocks=1)
     if arg.startswith("mhsa"):  # the same PARE with pixel self-attention over its maps; 16 x 16 = 256 tokens
         c.model.update(part_self_attention="pixel", part_self_attention_pool=1)
+    if arg.startswith("lasor"):  # LASOR's silhouette term and Kendall's uncertainty weighting. LASOR weights the
+        # silhouette 0.1 against vertices 1.0; PARE's weights are the authors' x60, so 6. At init the term is
+        # about the silhouette's area fraction (~0.1-0.2 at 64 px), 6 x that ~ 1, the size of the other terms.
+        c.loss.weights.silhouette = 6.0
+        c.loss.silhouette_size = 64
+        c.loss.weighting = "uncertainty"
     if arg.startswith("hmr"):  # the HMR-EFT baseline on the same backbone, data and steps: no part branch
         c.model.head = "hmr"
         c.model.part_supervision = "none"
