@@ -5,7 +5,8 @@ Each experiment file (configs/*.py) starts from base_config() and changes what i
 import ml_collections
 
 # Effective weights of the authors' code (every term x60 there); PARE_SPEC.md, "Losses".
-PARE_LOSS_WEIGHTS = dict(keypoints_2d=300.0, keypoints_3d=300.0, pose=60.0, betas=0.06, camera=60.0, part=60.0)
+PARE_LOSS_WEIGHTS = dict(keypoints_2d=300.0, keypoints_3d=300.0, pose=60.0, betas=0.06, camera=60.0, part=60.0,
+                         silhouette=0.0)  # LASOR's silhouette term (pare_jax.losses.silhouette_loss); 0 = off
 
 
 def base_config():
@@ -35,7 +36,11 @@ def base_config():
     # dsed: weights of the DSED's completion and distillation terms (read only with model.dsed on); the
     # distillation weight ramps 0 -> distill over ramp_fraction of num_steps; pretrain_steps > 0 starts with that
     # many image-free steps (the DSED on ground-truth maps, PARE's terms off).
+    # silhouette_size: the soft silhouette's side in pixels (with weights.silhouette > 0); silhouette_samples: render
+    # it for the first N samples of each batch only (0: all; the renderer dominates a CPU step); weighting: "fixed" or
+    # "uncertainty" (Kendall's learnable log-variances, initialised from the fixed weights; pare_jax.losses).
     c.loss = ml_collections.ConfigDict(dict(weights=dict(PARE_LOSS_WEIGHTS), part_until_step=-1,
+                                            silhouette_size=64, silhouette_samples=0, weighting="fixed",
                                             dsed=dict(completion=60.0, distill=1.0, ramp_fraction=0.25,
                                                       pretrain_steps=0)))
     c.data = ml_collections.ConfigDict(dict(

@@ -27,6 +27,7 @@ import itertools
 import json
 import os
 import shutil
+import types
 
 import jax
 import orbax.checkpoint as ocp
@@ -75,8 +76,7 @@ class Checkpoints:
             problem = None if legacy else verify(self._step_dir(step))
             if problem is None:
                 try:
-                    restored = self.manager.restore(step, args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(abstract_state), record=ocp.args.JsonRestore()))
+                    restored = self._restore(step, abstract_state)
                 except Exception as exc:  # a checkpoint that passed (or predates) digests yet cannot be read
                     problem = f"cannot be restored ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
             if problem is None:
@@ -90,6 +90,24 @@ class Checkpoints:
             self._set_aside(step)
         raise CheckpointError(f"no intact checkpoint in {self.directory}: {'; '.join(problems)}. Restore the "
                               "files from a backup, or move checkpoints/ aside to start the run afresh")
+
+    def _restore(self, step, abstract_state):
+        def restore(abstract):
+            return self.manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), record=ocp.args.JsonRestore()))
+        try:
+            return restore(abstract_state)
+        except ValueError:
+            # A TrainState with fixed loss weighting (no loss_params) from before the field existed.
+            from pare_jax.train_step import LegacyTrainState, TrainState
+            if not isinstance(abstract_state, TrainState) or abstract_state.loss_params:
+                raise
+            legacy = LegacyTrainState(abstract_state.step, abstract_state.params, abstract_state.rest,
+                                      abstract_state.opt_state)
+            restored = restore(legacy)
+            old = restored.state
+            return types.SimpleNamespace(state=TrainState(old.step, old.params, old.rest, old.opt_state, {}),
+                                         record=restored.record)
 
     def save(self, step, state, record, force=False):
         """Save if `step` is due (every save_every steps) or force, then write its digest. Synchronous: a

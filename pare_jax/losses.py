@@ -5,7 +5,9 @@ with masks: sum(mask * error) / max(count, 1), so a batch without any such sampl
 
 Batch keys (from pare_jax.data): keypoints [B, 49, 3] (x, y in [-1, 1] of the crop, confidence), joints3d
 [B, 24, 4] (the 24 SPIN ground-truth joints in metres + confidence), has_joints3d [B], pose [B, 72] (axis-angle),
-betas [B, 10], has_smpl [B], part_map [B, H, W] int32 (0 background, 1..24 parts), has_part_map [B].
+betas [B, 10], has_smpl [B], part_map [B, H, W] int32 (0 background, 1..24 parts), has_part_map [B];
+with the silhouette term on: silhouette [B, H, W, 2] float32 in [0, 1] (channel 0 the target's full silhouette,
+channel 1 its visible part), has_silhouette [B].
 Model outputs (pare_jax.models): smpl_joints2d [B, 49, 2], smpl_joints3d [B, 49, 3], pred_pose [B, 24, 3, 3],
 pred_shape [B, 10], pred_cam [B, 3], pred_segm_mask [B, h, w, M] logits (M = 25 parts+background or 24 maps).
 """
@@ -110,12 +112,17 @@ def dsed_completion_loss(teacher_logits, batch, part_supervision):
     return joint_heatmap_loss(teacher_logits, batch["keypoints"])
 
 
-def pare_losses(out, batch, weights, part_supervision="parts"):
+def pare_losses(out, batch, weights, part_supervision="parts", silhouette_faces=None, silhouette_size=64,
+                log_variances=None):
     """All terms and their weighted sum. weights: dict with keypoints_2d, keypoints_3d, pose, betas, camera,
     part (scalars, possibly traced from the schedule), and dsed_completion, dsed_distill when the outputs carry
     the DSED's (dsed_teacher_logits, dsed_student_features, dsed_teacher_features). part_supervision: 'parts' |
     'joints' | 'none' (HMR heads have no part maps: 'none'). Returns (total, {term: unweighted value}).
-    The part term supervises the branch's raw maps (pred_segm_mask), not the completed ones."""
+    The part term supervises the branch's raw maps (pred_segm_mask), not the completed ones.
+    silhouette_faces [F, 3]: adds the silhouette term (weights['silhouette']) of out['silhouette_vertices']
+    [N, V, 3] and out['pred_cam_t'] against batch['silhouette'], batch['has_silhouette'] (silhouette_loss), for
+    the first N <= B samples of the batch (all by default; fewer to bound the renderer's cost).
+    log_variances {term: s}: uncertainty weighting of those terms (weighted_total)."""
     terms = {
         "keypoints_2d": keypoint_2d_loss(out["smpl_joints2d"], batch["keypoints"]),
         "keypoints_3d": keypoint_3d_loss(out["smpl_joints3d"][:, NUM_OPENPOSE:], batch["joints3d"],
@@ -131,5 +138,103 @@ def pare_losses(out, batch, weights, part_supervision="parts"):
     if "dsed_teacher_logits" in out:
         terms["dsed_completion"] = dsed_completion_loss(out["dsed_teacher_logits"], batch, part_supervision)
         terms["dsed_distill"] = dsed_distillation_loss(out["dsed_student_features"], out["dsed_teacher_features"])
-    total = sum(weights[name] * value for name, value in terms.items())
-    return total, terms
+    if silhouette_faces is not None:
+        n = out["silhouette_vertices"].shape[0]  # the first n samples (loss.silhouette_samples)
+        terms["silhouette"] = silhouette_loss(out["silhouette_vertices"], silhouette_faces, out["pred_cam_t"][:n],
+                                              batch["silhouette"][:n], batch["has_silhouette"][:n],
+                                              silhouette_size)
+    return weighted_total(terms, weights, log_variances), terms
+
+
+# ---- LASOR (SEED_SYSTEMS.md, section c): the silhouette term and homoscedastic uncertainty weighting ----
+
+WEIGHTINGS = ("fixed", "uncertainty")
+SILHOUETTE_SIGMA = 0.1  # blur in pixel^2 at the silhouette resolution (pare_jax.render.soft); see silhouette_loss
+
+
+def crop_camera(size, focal_length=5000.0, crop_size=224):
+    """K [3, 3] of the training crop rendered at size x size pixels: PARE's camera (focal 5000 px for a 224 px
+    crop) scaled to the size, principal point at the centre. A point X in the camera frame lands at
+    u = f X_x / X_z + size / 2, so (u - size / 2) / (size / 2) = 5000 X_x / (112 X_z): exactly
+    smpl_jax.cameras.project_normalized, the [-1, 1] coordinates of the 2D keypoints (pixel i spans [i, i + 1])."""
+    f = focal_length * size / crop_size
+    c = size / 2.0
+    return jnp.asarray([[f, 0.0, c], [0.0, f, c], [0.0, 0.0, 1.0]], jnp.float32)
+
+
+def render_silhouettes(vertices, faces, cam_t, size, sigma=SILHOUETTE_SIGMA):
+    """Soft silhouettes of posed bodies through the crop camera (at the origin, looking down +z).
+    vertices [B, V, 3] (body frame), faces [F, 3], cam_t [B, 3] (pred_cam_t) -> [B, size, size] in [0, 1]."""
+    from pare_jax.render import soft_silhouette  # the renderer is only needed with the silhouette term on
+    K = crop_camera(size).astype(vertices.dtype)
+    R = jnp.eye(3, dtype=vertices.dtype)
+    render = lambda v, t: soft_silhouette(v, faces, K, R, t, size, size, sigma=sigma)  # noqa: E731
+    return jax.vmap(render)(vertices, cam_t.astype(vertices.dtype))
+
+
+def silhouette_target(silhouette, size):
+    """The visible silhouette of the target (channel 1 of batch["silhouette"] [B, H, W, 2]: LASOR's
+    S = S1 - S1 * S2, the target minus the person in front of it), resized to size x size -> [B, size, size]."""
+    visible = silhouette[..., 1].astype(jnp.float32)
+    batch, height, width = visible.shape
+    if (height, width) == (size, size):
+        return visible
+    if height % size == 0 and width % size == 0:  # whole blocks: the exact area average
+        return visible.reshape(batch, size, height // size, size, width // size).mean(axis=(2, 4))
+    return jax.image.resize(visible, (batch, size, size), "linear", antialias=True)  # antialiased: area-like
+
+
+def silhouette_loss(vertices, faces, cam_t, silhouette, has_silhouette, size, sigma=SILHOUETTE_SIGMA):
+    """LASOR's L_S = (1 / HW) ||S - S_hat||^2: the soft silhouette S_hat of the predicted mesh (vertices
+    [B, V, 3], faces [F, 3], cam_t [B, 3]) rendered at size x size through the crop camera (crop_camera), against
+    the target's visible silhouette S (silhouette_target of silhouette [B, H, W, 2]). LASOR supervises the
+    visible part: where another person stands in front, the target is not asked to cover it, and the prediction
+    is pulled off it. Mean over the pixels of the samples with has_silhouette [B] -> scalar.
+    The blur sigma defaults to 0.1 px^2, SoftRas's 1e-4 in [-1, 1] units at 64 px: the soft mask is a union over
+    faces, so a dense mesh bleeds outwards where many faces are near an edge (at 1 px^2 the open body's mask
+    > 0.5 reached ~3 px beyond its projected outline at 64 px, which would pull every prediction inwards)."""
+    predicted = render_silhouettes(vertices, faces, cam_t, size, sigma)
+    target = silhouette_target(silhouette, size)
+    return _masked_mean((predicted - target) ** 2, has_silhouette, size * size)
+
+
+def check_weighting(loss):
+    """loss.weighting ('fixed' when the config has no such key) -> the name; ValueError for any other."""
+    weighting = loss.get("weighting", "fixed")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"loss.weighting={weighting!r}: choose one of {list(WEIGHTINGS)}")
+    return weighting
+
+
+def initial_log_variances(loss):
+    """The learnable log-variances s_i = log sigma_i^2 of loss.weighting='uncertainty': one per term of
+    loss.weights with a positive weight w_i, initialised to -log(w_i) so that each term's multiplier exp(-s_i)
+    starts at its fixed weight. {} for 'fixed' (and no s for a term of weight 0). {term: float32 scalar}."""
+    if check_weighting(loss) == "fixed":
+        return {}
+    return {name: jnp.asarray(-jnp.log(float(w)), jnp.float32) for name, w in sorted(loss.weights.items())
+            if float(w) > 0}
+
+
+def weighted_total(terms, weights, log_variances=None):
+    """The loss to minimise. Fixed: sum_i w_i L_i. With log_variances (Kendall's homoscedastic uncertainty as
+    STRAPS and LASOR implement it): sum_i (L_i exp(-s_i) + s_i) over the terms that have an s_i and whose
+    scheduled weight w_i is positive at this step; a term switched off by the schedule (w_i = 0) contributes
+    neither L_i nor s_i. Terms without an s_i (weight 0 in the config, the DSED's) keep w_i L_i.
+    Only whether w_i > 0 matters for a term with an s_i, not its scheduled size."""
+    log_variances = log_variances or {}
+    total = 0.0
+    for name, value in terms.items():
+        if name in log_variances:
+            s = log_variances[name]
+            total = total + jnp.where(weights[name] > 0, value * jnp.exp(-s) + s, 0.0)
+        else:
+            total = total + weights[name] * value
+    return total
+
+
+def effective_weights(weights, log_variances):
+    """{term: multiplier of L_term}: exp(-s) for the active uncertainty-weighted terms, 0 when switched off,
+    the fixed weight otherwise (what the training metrics report as weight_<term>)."""
+    return {name: jnp.where(w > 0, jnp.exp(-log_variances[name]), 0.0) if name in log_variances else w
+            for name, w in weights.items()}

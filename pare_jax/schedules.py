@@ -8,7 +8,8 @@ update, so a resumed run picks up the right phase from its restored step.
 Config keys (config.optim, config.loss, config.data.augment):
     optim.lr, optim.schedule ('constant' | 'cosine' | 'warmup_cosine'), optim.warmup_steps, optim.b1, optim.b2,
     optim.grad_clip_norm (0 = off), total steps config.num_steps;
-    loss.weights {keypoints_2d, keypoints_3d, pose, betas, camera, part}, loss.part_until_step (-1 = always on);
+    loss.weights {keypoints_2d, keypoints_3d, pose, betas, camera, part, silhouette}, loss.part_until_step
+    (-1 = always on); loss.silhouette_size, loss.weighting (pare_jax.losses, pare_jax.train_step);
     loss.dsed {completion, distill, ramp_fraction, pretrain_steps} (read only with model.dsed on);
     data.augment.random_crop_from_step.
 """
@@ -16,6 +17,7 @@ import jax.numpy as jnp
 import optax
 
 LOSS_TERMS = ("keypoints_2d", "keypoints_3d", "pose", "betas", "camera", "part")
+OPTIONAL_TERMS = ("silhouette",)  # weight 0 when a (hand-made) config leaves them out
 
 
 def learning_rate_schedule(optim, num_steps):
@@ -42,10 +44,11 @@ def optimizer(optim, num_steps):
 def loss_weights(loss, step):
     """{term: weight} at `step` (an int or a traced scalar). The part-supervision weight drops to 0 once
     step >= loss.part_until_step (unless that is -1)."""
-    unknown = sorted(set(loss.weights) - set(LOSS_TERMS))
+    unknown = sorted(set(loss.weights) - set(LOSS_TERMS + OPTIONAL_TERMS))
     if unknown:
-        raise ValueError(f"loss.weights has unknown terms {unknown}; known: {list(LOSS_TERMS)}")
+        raise ValueError(f"loss.weights has unknown terms {unknown}; known: {list(LOSS_TERMS + OPTIONAL_TERMS)}")
     weights = {name: jnp.asarray(loss.weights[name], jnp.float32) for name in LOSS_TERMS}
+    weights |= {name: jnp.asarray(loss.weights[name], jnp.float32) for name in OPTIONAL_TERMS if name in loss.weights}
     if loss.part_until_step >= 0:
         weights["part"] = jnp.where(step < loss.part_until_step, weights["part"], 0.0)
     return weights

@@ -12,7 +12,7 @@ from flax import nnx
 
 from pare_jax import checkpoint, evaluate, inputs, preflight, reporting, schedules, sharding
 from pare_jax.models.pare import abstract_model
-from pare_jax.train_step import make_train_step
+from pare_jax.train_step import make_train_step, silhouette_mesh
 from pare_jax.trained import initial_state, load_body, save_run_config
 
 
@@ -44,7 +44,9 @@ def train_and_evaluate(config, workdir):
     per_process_batch = sharding.check_batch_size(config.batch_size, mesh)
     overview, _ = parameter_overview(config)
     logging.info("parameters:\n%s", overview)
-    body = sharding.replicate(load_body(config.body), mesh)
+    host_body = load_body(config.body)
+    silhouette = silhouette_mesh(host_body) if config.loss.weights.silhouette > 0 else None
+    body = sharding.replicate(host_body, mesh)
     tx = schedules.optimizer(config.optim, config.num_steps)
     ckpt = checkpoint.Checkpoints(workdir, config.checkpoint.keep, config.checkpoint.every)
     if jax.process_index() == 0:
@@ -52,7 +54,7 @@ def train_and_evaluate(config, workdir):
     graphdef, state, record = initial_state(config, tx, mesh, ckpt)
     start = int(state.step)
     step_fn = jax.jit(make_train_step(graphdef, tx, config.loss, config.model.part_supervision,
-                                      config.compute_dtype, config.model.dsed, config.num_steps),
+                                      config.compute_dtype, config.model.dsed, config.num_steps, silhouette),
                       donate_argnums=0, out_shardings=(sharding.replicated(mesh), sharding.replicated(mesh)))
     step_fn = sharding.aligned(step_fn, "train_step")  # multi-host: every process starts step 1 together
     reporter = reporting.Reporter(workdir, config.num_steps, start, is_main=jax.process_index() == 0)

@@ -22,12 +22,12 @@ from absl import logging
 from flax import nnx
 
 import smpl_jax
-from pare_jax import checkpoint, schedules, sharding
+from pare_jax import checkpoint, losses, schedules, sharding
 from pare_jax.convert import load_model, read_config, restore_into
 from pare_jax.files import write_atomic
 from pare_jax.models import ModelConfig, inference_split, predict
 from pare_jax.models.pare import build_model
-from pare_jax.train_step import init_train_state
+from pare_jax.train_step import init_train_state, optimized
 
 RUN_CONFIG_FILE = "config.json"
 
@@ -49,7 +49,7 @@ def initial_state(config, tx, mesh, ckpt):
     if not resuming and config.init_from and not checkpoint.is_run_directory(config.init_from):
         restore_into(model, config.init_from)  # converted weights (pare_jax.convert), full or backbone only
         logging.info("initialised from converted weights in %s", config.init_from)
-    graphdef, state = init_train_state(model, tx)
+    graphdef, state = init_train_state(model, tx, losses.initial_log_variances(config.loss))
     state = sharding.replicate(state, mesh)
     if resuming:
         state, record = ckpt.restore(checkpoint.abstract_like(state))
@@ -58,7 +58,8 @@ def initial_state(config, tx, mesh, ckpt):
     if config.init_from and checkpoint.is_run_directory(config.init_from):
         previous = checkpoint.Checkpoints(config.init_from, 1, 1, read_only=True).restore(
             checkpoint.abstract_like(state))[0]
-        state = type(state)(state.step, previous.params, previous.rest, tx.init(previous.params))
+        state = dataclasses.replace(state, params=previous.params, rest=previous.rest,
+                                    opt_state=tx.init(optimized(previous.params, state.loss_params)))
         state = sharding.replicate(state, mesh)
         logging.info("initialised params and statistics from the run in %s (step %d)", config.init_from,
                      int(previous.step))

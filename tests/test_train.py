@@ -39,7 +39,8 @@ def _config(name, data_dir):
 
 
 @pytest.mark.parametrize("name", ["synthetic", "synthetic:hmr_smoke", "synthetic:dsed_smoke", "synthetic:mhsa_smoke",
-                                  "pare_hrnet", "pare_r50", "hmr_r50"])
+                                  "synthetic:conorm_smoke", "synthetic:lasor_smoke", "pare_hrnet", "pare_r50",
+                                  "hmr_r50"])
 def test_smoke_variant_trains_and_evaluates(name, data_dir, tmp_path):
     from pare_jax import train
     config = _config(name, data_dir)
