@@ -196,7 +196,7 @@ def test_synthetic_conorm_variants():
     for variant, backbone in (("conorm", "hrnet_w8"), ("conorm_smoke", "hrnet_tiny")):
         config = ModelConfig.from_mapping(synthetic.get_config(variant).model)
         assert (config.backbone, config.conorm, config.conorm_stage, config.conorm_hidden) == (
-            backbone, "scale_bias", 2, 32)
+            backbone, "residual", 2, 32)
     assert ModelConfig.from_mapping(synthetic.get_config("").model).conorm == "none"
 
 
