@@ -81,11 +81,30 @@ def augment_config(config):
                                     for k, v in config.data.augment.items()})
 
 
+def check_masks(config, folders):
+    """A model with CoNorm, or the silhouette term, reads the datasets' context maps / silhouettes: refuse
+    folders built before they existed (pipeline.has_masks) with the fix, instead of training on zeros."""
+    needs = []
+    if config.model.get("conorm", "none") != "none":
+        needs.append(f"model.conorm={config.model.conorm!r} (context maps)")
+    if float(config.loss.weights.get("silhouette", 0.0)) > 0:
+        needs.append("loss.weights.silhouette > 0 (silhouettes)")
+    if not needs:
+        return
+    old = [folder for folder in folders if not pipeline.has_masks(folder)]
+    if old:
+        from pare_jax.preflight import PreflightError
+        raise PreflightError(f"{' and '.join(needs)} needs datasets with silhouettes and context maps, but "
+                             f"{', '.join(old)} was built before they existed (no 'masks' feature): delete it so "
+                             "that it is rebuilt, or switch the option off")
+
+
 class TrainStream:
     """Endless host batches (dicts of numpy arrays) whose position can be saved and restored with a step."""
 
     def __init__(self, config, per_process_batch, workdir):
         mix = {prepared_folder(config, name): ratio for name, ratio in config.data.train.items()}
+        check_masks(config, mix)
         dataset = pipeline.train_dataset(mix, batch_size=per_process_batch, seed=config.seed,
                                          out_size=config.data.image_size, augment_config=augment_config(config),
                                          shuffle_buffer=config.data.shuffle_buffer)
@@ -126,7 +145,9 @@ class TrainStream:
 def eval_batches(config, spec, per_process_batch):
     """Host batches of an evaluation split "name:split" (padded last batch, mask = 0 on padding)."""
     name, split = _parse_eval(spec)
-    dataset = pipeline.eval_dataset(prepared_folder(config, name), batch_size=per_process_batch, split=split,
+    folder = prepared_folder(config, name)
+    check_masks(config, [folder])
+    dataset = pipeline.eval_dataset(folder, batch_size=per_process_batch, split=split,
                                     out_size=config.data.image_size)
     for batch in pipeline.as_numpy(dataset):
         yield {k: np.asarray(v) for k, v in batch.items()}

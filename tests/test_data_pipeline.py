@@ -239,3 +239,39 @@ def test_eval_pipeline_pads_the_last_batch(built):
 def test_unknown_dataset_name_says_how_to_build_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="not prepared"):
         pipeline.get_builder("coco", data_dir=str(tmp_path))
+
+
+def test_a_dataset_built_before_masks_reads_with_zero_masks_and_conorm_refuses_it(built, tmp_path):
+    import json
+    import shutil
+
+    import ml_collections
+
+    from pare_jax import inputs
+    from pare_jax.preflight import PreflightError
+    old = tmp_path / "old"
+    shutil.copytree(built["synth_dir"], old)
+    features = json.loads((old / "features.json").read_text())
+    for key in pipeline.MASK_KEYS:  # what a 1.0.0 build's features.json lacks
+        del features["featuresDict"]["features"][key]
+    (old / "features.json").write_text(json.dumps(features))
+    assert pipeline.has_masks(built["synth_dir"]) and not pipeline.has_masks(str(old))
+    new_batch, old_batch = (next(iter(pipeline.as_numpy(pipeline.eval_dataset(path, batch_size=4, out_size=32))))
+                            for path in (built["synth_dir"], str(old)))
+    np.testing.assert_array_equal(new_batch["img"], old_batch["img"])
+    assert not old_batch["silhouette"].any() and not old_batch["context"].any()
+    assert not old_batch["has_silhouette"].any() and not old_batch["has_context"].any()
+    assert new_batch["has_context"].all() and new_batch["context"].max() > 0.9
+    mixed = _batches(pipeline.train_dataset(
+        {built["synth_dir"]: 0.5, str(old): 0.5}, batch_size=8, seed=0, out_size=32, occluder_bank=built["bank"],
+        process_index=0, process_count=1, shuffle_buffer=16), 2)  # old and new mix
+    flags = np.concatenate([b["has_context"] for b in mixed])
+    assert 0 < flags.sum() < len(flags)
+    config = ml_collections.ConfigDict({"model": {"conorm": "none"}, "loss": {"weights": {"silhouette": 0.0}}})
+    inputs.check_masks(config, [str(old)])  # a plain PARE reads it
+    config.model.conorm = "residual"
+    with pytest.raises(PreflightError, match="conorm.*context maps.*built before.*delete it"):
+        inputs.check_masks(config, [built["synth_dir"], str(old)])
+    config.model.conorm, config.loss.weights.silhouette = "none", 6.0
+    with pytest.raises(PreflightError, match="silhouette"):
+        inputs.check_masks(config, [str(old)])

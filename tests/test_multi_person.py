@@ -154,3 +154,25 @@ def test_spin_context_marks_every_person_of_the_same_image():
     alone = builders._spin_context(2, people, ann, 60, 1.5)  # box centre: no torso joint annotated
     np.testing.assert_array_equal(alone[..., 0], alone[..., 1])
     assert np.unravel_index(alone[..., 0].argmax(), (60, 60)) == (29, 29)
+
+
+def test_view_augmentation_widens_the_lean_and_names_the_dataset():
+    import ml_collections
+    from scipy.spatial.transform import Rotation
+
+    from configs import synthetic as synthetic_config
+    from pare_jax import inputs
+
+    def lean_deg(tilt):
+        rng = np.random.default_rng(0)
+        orient = np.stack([synthetic.sample_scene(rng, 90.0, tilt)["pose"][:3] for _ in range(200)])
+        up = Rotation.from_rotvec(orient).apply([0.0, 1.0, 0.0])  # the body's up axis in camera axes (y down)
+        return np.degrees(np.arccos(np.clip(-up[:, 1], -1, 1))).mean()
+
+    assert lean_deg(30.0) > 2 * lean_deg(10.0) > 0
+    config = synthetic_config.get_config("")
+    names = set()
+    for tilt, ratio in ((10.0, 0.5), (25.0, 0.5), (10.0, 0.0)):
+        config.data.synthetic.tilt_deg, config.data.synthetic.multi_person_ratio = tilt, ratio
+        names.add(inputs._builder(config, "synthetic").builder_config.name)
+    assert len(names) == 3 and isinstance(config, ml_collections.ConfigDict)

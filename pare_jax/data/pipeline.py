@@ -84,8 +84,35 @@ def host_split(split, process_index, process_count):
     return tfds.even_splits(split, n=process_count, drop_remainder=False)[process_index]
 
 
+MASK_KEYS = ("masks", "has_silhouette", "has_context")
+
+
+def encoded(builder):
+    """The decoders that keep the builder's images encoded (decode() decodes them), for the features it has."""
+    return {key: value for key, value in ENCODED.items() if key in builder.info.features}
+
+
+def has_masks(source, data_dir=None):
+    """Whether a dataset (a name or folder, as get_builder takes) stores silhouettes and context maps: builds
+    from before version 1.1.0 of the builders do not."""
+    return "masks" in get_builder(source, data_dir).info.features
+
+
+def _with_masks(ds, builder):
+    """Records of a dataset built before silhouettes and context maps existed get all-zero masks (one PNG
+    encoded once) and both flags 0, so that old and new datasets mix and decode alike."""
+    if "masks" in builder.info.features:
+        return ds
+    from pare_jax.data import schema
+    size = builder.info.features["image"].shape[0]
+    empty = tf.constant(schema.encode_png(np.zeros((size, size, 4), np.uint8)))
+    zero = tf.constant(0.0, tf.float32)
+    return ds.map(lambda ex: dict(ex, masks=empty, has_silhouette=zero, has_context=zero))
+
+
 def decode(example):
-    """Stored record with encoded image and part map (read with decoders=ENCODED) -> decoded tensors."""
+    """Stored record with encoded image, part map and masks (read with decoders=encoded(builder)) -> decoded
+    tensors."""
     out = {key: example[key] for key in OUTPUT_KEYS + ("crop_margin",)}
     out["image"] = tf.io.decode_jpeg(example["image"], channels=3)
     out["part_map"] = tf.io.decode_png(example["part_map"], channels=1)
@@ -126,9 +153,9 @@ def train_dataset(mix, *, batch_size, seed, data_dir=None, split="train", out_si
     sources = []
     for position, name in enumerate(mix):
         source_seed = _seeds(seed, 0, start_step, position, count=1)[0]
-        ds = get_builder(name, data_dir).as_dataset(
-            split=split, shuffle_files=True, decoders=ENCODED,
-            read_config=tfds.ReadConfig(shuffle_seed=source_seed))
+        builder = get_builder(name, data_dir)
+        ds = _with_masks(builder.as_dataset(split=split, shuffle_files=True, decoders=encoded(builder),
+                                            read_config=tfds.ReadConfig(shuffle_seed=source_seed)), builder)
         ds = ds.map(lambda ex, p=position: dict(ex, dataset_index=tf.constant(p, tf.int32)))
         sources.append(ds.shuffle(shuffle_buffer, seed=source_seed, reshuffle_each_iteration=True).repeat())
     weights = [float(r) / sum(mix.values()) for r in mix.values()]
@@ -184,7 +211,8 @@ def eval_dataset(name, *, batch_size, split="test", data_dir=None, out_size=224,
     index, count = host_shard(process_index, process_count)
     sizes = [builder.info.splits[host_split(split, i, count)].num_examples for i in range(count)]
     num_batches = max(1, math.ceil(max(sizes) / batch_size))
-    ds = builder.as_dataset(split=host_split(split, index, count), shuffle_files=False, decoders=ENCODED)
+    ds = _with_masks(builder.as_dataset(split=host_split(split, index, count), shuffle_files=False,
+                                        decoders=encoded(builder)), builder)
     ds = ds.map(eval_example_fn(out_size), num_parallel_calls=num_parallel_calls, deterministic=True)
     padding = tf.data.Dataset.from_tensors(
         tf.nest.map_structure(lambda spec: tf.zeros(spec.shape, spec.dtype), ds.element_spec))
@@ -193,7 +221,7 @@ def eval_dataset(name, *, batch_size, split="test", data_dir=None, out_size=224,
 
 
 def eval_example_fn(out_size):
-    """The evaluation map: stored record (decoders=ENCODED) -> one output example (the box resampled to
+    """The evaluation map: stored record (decoders=encoded(builder)) -> one output example (the box resampled to
     out_size, normalised; no augmentation)."""
     identity = augment.identity_params()
 
