@@ -1,7 +1,9 @@
 """Cost of LASOR's silhouette term: the jitted train step of configs/synthetic.py-like settings (hrnet_w8 at
 64 px, batch 32, the open body) without the term, and with it on the full mesh and on vertex-clustered meshes.
 
-    python benchmarks/silhouette_loss.py [--steps 5] [--cells 0,0.02,0.03,0.05]
+    python benchmarks/silhouette_loss.py [--steps 5] [--cells 0,0.02,0.03,0.05] [--samples 0,8]
+
+--samples: loss.silhouette_samples values (0: the whole batch; configs/synthetic.py:lasor renders 8 of 32).
 """
 import argparse
 import os
@@ -46,6 +48,7 @@ def main():
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--cells", default="0,0.03,0.05")
+    parser.add_argument("--samples", default="0", help="loss.silhouette_samples values, e.g. 0,8")
     args = parser.parse_args()
     config = synthetic.get_config("")
     body = smpl_jax.load("open")
@@ -56,16 +59,19 @@ def main():
     batch |= {"silhouette": sil, "has_silhouette": np.ones(args.batch, np.float32)}
     batch = jax.device_put(batch)
     print(f"{jax.devices()[0].platform}, batch {args.batch}, hrnet_w8 at 64 px, {args.steps} timed steps")
-    print(f"{'variant':36s} {'vertices':>8s} {'faces':>6s} {'compile s':>9s} {'step ms':>8s}")
+    print(f"{'variant':46s} {'vertices':>8s} {'faces':>6s} {'compile s':>9s} {'step ms':>8s}")
     c, t, _ = time_step(config, body, batch, None, args.steps)
-    print(f"{'ours without the silhouette term':36s} {'-':>8s} {'-':>6s} {c:9.1f} {t * 1e3:8.1f}")
+    print(f"{'ours without the silhouette term':46s} {'-':>8s} {'-':>6s} {c:9.1f} {t * 1e3:8.1f}")
     config.loss.weights.silhouette = 6.0
     config.loss.weighting = "uncertainty"
     for cell in (float(x) for x in args.cells.split(",")):
         ids, faces = silhouette_mesh(body, cell)
-        c, t, _ = time_step(config, body, batch, (ids, faces), args.steps)
-        name = f"ours with it, cell {cell:g} m" + (" (full mesh)" if cell == 0 else "")
-        print(f"{name:36s} {len(ids):8d} {len(faces):6d} {c:9.1f} {t * 1e3:8.1f}")
+        for samples in (int(x) for x in args.samples.split(",")):
+            config.loss.silhouette_samples = samples
+            c, t, _ = time_step(config, body, batch, (ids, faces), args.steps)
+            name = f"ours with it, cell {cell:g} m" + (" (full mesh)" if cell == 0 else "") + (
+                f", {samples} samples" if samples else "")
+            print(f"{name:46s} {len(ids):8d} {len(faces):6d} {c:9.1f} {t * 1e3:8.1f}")
 
 
 if __name__ == "__main__":
