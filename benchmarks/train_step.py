@@ -123,6 +123,9 @@ def main():
     if peak and flops == flops:
         print(f"model FLOP utilisation: {flops / seconds / (peak * 1e12):.1%} of {peak:.0f} TFLOP/s "
               f"({flops / 1e12:.2f} TFLOP per step)")
+    # The allocator's high-water mark over the whole run (model, optimizer state, batch, step); CPUs report none.
+    memory = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
+    print(f"peak device memory: {memory / 2**30:.2f} GiB" if memory else "peak device memory: n/a")
 
 
 if __name__ == "__main__":
