@@ -16,7 +16,8 @@ from flax import nnx
 
 from pare_jax.models.conorm import CoNorm, require_context
 from pare_jax.models.initializers import variance_scaling
-from pare_jax.models.layers import ConvBN, batch_norm, conv, resize_bilinear_align_corners, upsample_nearest
+from pare_jax.models.layers import (ConvBN, batch_norm, block_output, conv, resize_bilinear_align_corners,
+                                    upsample_nearest)
 from pare_jax.models.resnet import BasicBlock, Bottleneck
 
 # HRNet's own code draws every conv from N(0, 0.001^2); through ~20 conv+BN layers with fresh running statistics
@@ -120,7 +121,7 @@ class HighResolutionModule(nnx.Module):
                     for step in layer:
                         y = step(y)
                 total = y if total is None else total + y
-            fused.append(jax.nn.relu(total))
+            fused.append(block_output(jax.nn.relu(total)))
         return fused
 
 

@@ -50,6 +50,17 @@ class BatchNorm(nnx.BatchNorm):
         return x * gain.astype(x.dtype) + shift.astype(x.dtype)
 
 
+def block_output(x):
+    """Materialise a residual block's output: XLA may not fuse elementwise work across this point.
+
+    In HRNet the identity shortcuts make each branch one long elementwise chain (relu(bn(conv) + x) repeated
+    through all stages). Without a boundary, XLA:CPU fused that whole chain into the transposes the backward
+    convolutions need, recomputing it from every earlier convolution's output in each of them: quadratic in
+    depth, 94% of the HRNet-W32 training step's op time (benchmarks/profile_train_step.py). Forward values
+    are unchanged; the barrier only fixes where buffers are written."""
+    return jax.lax.optimization_barrier(x)
+
+
 def batch_norm(num_features, rngs):
     return BatchNorm(num_features, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, rngs=rngs)
 
@@ -82,6 +93,12 @@ class TransposedConv(nnx.Module):
     by kernel - 1 - padding, with the spatially flipped kernel and in/out channels swapped. `kernel` is stored in
     that convolution form, [kh, kw, in, out]; the converter does the flip and swap from torch's (in, out, kh, kw).
     Output size: (H - 1) * stride - 2 * padding + kernel.
+
+    Computed without the dilation when the output is exactly stride x the input (kernel - 2 padding = stride, as
+    in PARE's 4/2/1 deconvolutions): output pixel (s i + a, s j + b) only meets the kernel taps whose dilated
+    input is not zero, so each of the stride^2 output phases is a small ordinary convolution of the undilated
+    input (2 x 2 taps for 4/2/1), and the phases interleave. XLA:CPU has no fast path for input-dilated
+    convolutions: their gradients ran in its naive loop emitter, 96% of a ResNet-50 PARE training step.
     """
 
     def __init__(self, in_ch, out_ch, kernel=4, stride=2, padding=1, *, rngs):
@@ -90,11 +107,32 @@ class TransposedConv(nnx.Module):
         self.padding = padding
 
     def __call__(self, x):
-        kernel = self.kernel[...]
-        edge = kernel.shape[0] - 1 - self.padding
-        return jax.lax.conv_general_dilated(
-            x, kernel.astype(x.dtype), window_strides=(1, 1), padding=((edge, edge), (edge, edge)),
-            lhs_dilation=(self.stride, self.stride), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        kernel = self.kernel[...].astype(x.dtype)
+        size, stride = kernel.shape[0], self.stride
+        edge = size - 1 - self.padding
+        if size - 2 * self.padding != stride:
+            return jax.lax.conv_general_dilated(
+                x, kernel, window_strides=(1, 1), padding=((edge, edge), (edge, edge)),
+                lhs_dilation=(stride, stride), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        # phase a takes taps t with (a + t - edge) % stride == 0, reading input pixel i + (a + t - edge) // stride
+        taps = [[t for t in range(size) if (a + t - edge) % stride == 0] for a in range(stride)]
+        first = [(a + phase[0] - edge) // stride for a, phase in enumerate(taps)]
+        low = max(0, -min(first))
+        high = max(0, max(f + len(phase) - 1 for f, phase in zip(first, taps)))
+        padded = jnp.pad(x, ((0, 0), (low, high), (low, high), (0, 0)))
+        n, h, w, _ = x.shape
+        rows = []
+        for a in range(stride):
+            cols = []
+            for b in range(stride):
+                window = padded[:, low + first[a]:low + first[a] + h + len(taps[a]) - 1,
+                                low + first[b]:low + first[b] + w + len(taps[b]) - 1]
+                phase_kernel = kernel[np.array(taps[a])][:, np.array(taps[b])]
+                cols.append(jax.lax.conv_general_dilated(window, phase_kernel, (1, 1), "VALID",
+                                                         dimension_numbers=("NHWC", "HWIO", "NHWC")))
+            rows.append(jnp.stack(cols, axis=3))  # [N, H, W, stride(b), C]
+        out = jnp.stack(rows, axis=2)  # [N, H, stride(a), W, stride(b), C]
+        return out.reshape(n, h * stride, w * stride, out.shape[-1])
 
 
 class TransposedConvBN(nnx.Module):

@@ -10,7 +10,7 @@ from flax import nnx
 
 from pare_jax.models.conorm import CoNorm, require_context
 from pare_jax.models.initializers import variance_scaling
-from pare_jax.models.layers import ConvBN, batch_norm, conv, max_pool_3x3_stride2
+from pare_jax.models.layers import ConvBN, batch_norm, block_output, conv, max_pool_3x3_stride2
 
 RESNET_INIT = variance_scaling(2.0, "fan_out", "normal")  # torchvision's kaiming fan_out
 
@@ -37,7 +37,7 @@ class Bottleneck(nnx.Module):
         y = jax.nn.relu(self.bn1(self.conv1(x)))
         y = jax.nn.relu(self.bn2(self.conv2(y)))
         y = self.bn3(self.conv3(y))
-        return jax.nn.relu(y + shortcut)
+        return block_output(jax.nn.relu(y + shortcut))
 
 
 class BasicBlock(nnx.Module):
@@ -54,7 +54,7 @@ class BasicBlock(nnx.Module):
     def __call__(self, x):
         y = jax.nn.relu(self.bn1(self.conv1(x)))
         y = self.bn2(self.conv2(y))
-        return jax.nn.relu(y + x)
+        return block_output(jax.nn.relu(y + x))
 
 
 @dataclasses.dataclass(frozen=True)
