@@ -11,6 +11,7 @@ Also prints the model FLOP utilisation of our step on a GPU (XLA's flop count / 
 """
 import argparse
 import os
+import resource
 import sys
 import time
 
@@ -103,7 +104,7 @@ def reference(backbone, batch, size, steps):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backbone", default="hrnet_w32", choices=["hrnet_w32", "resnet50", "hrnet_tiny"])
+    parser.add_argument("--backbone", default="hrnet_w32", choices=["hrnet_w32", "resnet50", "hrnet_w8", "hrnet_tiny"])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
@@ -126,6 +127,8 @@ def main():
     # The allocator's high-water mark over the whole run (model, optimizer state, batch, step); CPUs report none.
     memory = (jax.devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
     print(f"peak device memory: {memory / 2**30:.2f} GiB" if memory else "peak device memory: n/a")
+    print(f"peak host memory (max RSS of this process, both sides): "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 
 
 if __name__ == "__main__":
