@@ -77,7 +77,9 @@ def part_segmentation_loss(logits, part_map, has_part_map):
     batch, height, width = part_map.shape
     up = jax.image.resize(logits.astype(jnp.float32), (batch, height, width, logits.shape[-1]), "bilinear")
     log_probs = jax.nn.log_softmax(up, axis=-1)
-    nll = -jnp.take_along_axis(log_probs, part_map[..., None], axis=-1)[..., 0]
+    # A one-hot product rather than take_along_axis: the same value, and its gradient is elementwise, where the
+    # gather's transpose was a scatter XLA:CPU built as a broadcast-compare (its most expensive op per step).
+    nll = -jnp.sum(jax.nn.one_hot(part_map, log_probs.shape[-1], dtype=log_probs.dtype) * log_probs, axis=-1)
     return _masked_mean(nll, has_part_map, height * width)
 
 

@@ -74,6 +74,20 @@ def test_part_segmentation_loss_is_cross_entropy_of_upsampled_logits():
     assert float(losses.part_segmentation_loss(jnp.asarray(logits), jnp.asarray(labels), jnp.zeros(1))) == 0.0
 
 
+def test_part_segmentation_loss_equals_a_numpy_cross_entropy_with_its_gradient():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 6, 6, 25)).astype(np.float32) * 3
+    labels = rng.integers(0, 25, (2, 6, 6)).astype(np.int32)  # label size = logit size: no resampling
+    log_probs = logits - logits.max(-1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(-1, keepdims=True))
+    expected = -np.take_along_axis(log_probs, labels[..., None], -1).mean()
+    loss = lambda x: losses.part_segmentation_loss(x, jnp.asarray(labels), jnp.ones(2))  # noqa: E731
+    assert float(loss(jnp.asarray(logits))) == pytest.approx(expected, rel=1e-6)
+    softmax = np.exp(log_probs)
+    expected_grad = (softmax - np.eye(25)[labels]) / labels.size
+    np.testing.assert_allclose(jax.grad(loss)(jnp.asarray(logits)), expected_grad, atol=1e-7)
+
+
 def test_joint_heatmap_loss_prefers_maps_peaked_at_the_joint():
     keypoints = np.zeros((1, 49, 3), np.float32)
     keypoints[0, 25:, :2] = [0.5, -0.5]  # x = 0.5 (right), y = -0.5 (up)
